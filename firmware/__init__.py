@@ -1,0 +1,1 @@
+"""Per-board top-levels and bitstream builds (board registry lands with the open-board issue)."""

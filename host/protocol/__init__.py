@@ -1,0 +1,9 @@
+"""The host <-> gateware contract: tile geometry, number formats and memory layout.
+
+This package is the one place both sides import (``memxbar.hdl`` depends on it, never
+the reverse), so every constant of the contract is written once.
+"""
+
+from .geometry import TileConfig, cell_address
+
+__all__ = ["TileConfig", "cell_address"]

@@ -1,0 +1,155 @@
+"""Tile geometry and integer formats, shared by the gateware, the golden model and the host.
+
+The integer semantics of one tile (what every backend must compute bit for bit):
+
+* Conductances are unsigned levels ``0 <= G+, G- <= 2**g_bits - 1``, one differential
+  pair per cell. Cell ``(j, i)`` couples input (row) ``i`` to output (column) ``j``.
+* Inputs are signed DAC codes, symmetric: ``|x_i| <= 2**(dac_bits - 1) - 1``.
+* The column current is the exact integer ``acc_j = sum_i x_i * (G+_ji - G-_ji)``;
+  ``acc_width`` is checked to hold it for every legal input, so it never wraps.
+* The ADC rounds half up after a right shift and saturates symmetrically:
+  ``y_j = clip(floor((acc_j + h) / 2**adc_shift), -y_max, y_max)`` with
+  ``h = 2**(adc_shift - 1)`` (``h = 0`` when ``adc_shift == 0``) and
+  ``y_max = 2**(adc_bits - 1) - 1``.
+"""
+
+from dataclasses import dataclass, field
+
+__all__ = ["TileConfig", "cell_address"]
+
+
+def _check_int(name, value, lo, hi=None):
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, not {value!r}")
+    if value < lo or (hi is not None and value > hi):
+        bound = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+        raise ValueError(f"{name} must be {bound}, not {value!r}")
+
+
+def _ceil_log2(n):
+    return (n - 1).bit_length()
+
+
+@dataclass(frozen=True)
+class TileConfig:
+    """Build-time parameters of one crossbar tile.
+
+    Parameters
+    ----------
+    rows : int
+        Inputs (crossbar rows, word lines).
+    cols : int
+        Outputs (crossbar columns, bit lines).
+    lanes : int
+        Parallel MAC units; lane ``l`` serves columns ``j`` with ``j % lanes == l``.
+        ``1 <= lanes <= cols``.
+    g_bits : int
+        Bits of one conductance level (``G+`` and ``G-`` each).
+    dac_bits : int
+        Bits of a signed input code.
+    adc_bits : int
+        Bits of a signed output code.
+    acc_width : int or None
+        Accumulator width; ``None`` picks the smallest width that can never overflow.
+    adc_shift : int or None
+        Right shift before the ADC; ``None`` picks ``g_bits + dac_bits - adc_bits +
+        ceil(ceil_log2(rows) / 2)``: a column of random-sign products grows like
+        ``sqrt(rows)``, so this keeps typical outputs inside the ADC range.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the offending parameter and value.
+    """
+
+    rows: int = 64
+    cols: int = 64
+    lanes: int = 8
+    g_bits: int = 8
+    dac_bits: int = 7
+    adc_bits: int = 9
+    acc_width: int | None = field(default=None)
+    adc_shift: int | None = field(default=None)
+
+    def __post_init__(self):
+        _check_int("rows", self.rows, 1, 4096)
+        _check_int("cols", self.cols, 1, 4096)
+        _check_int("lanes", self.lanes, 1, self.cols)
+        _check_int("g_bits", self.g_bits, 1, 16)
+        _check_int("dac_bits", self.dac_bits, 2, 16)
+        _check_int("adc_bits", self.adc_bits, 2, 24)
+        if self.acc_width is None:
+            object.__setattr__(self, "acc_width", self.min_acc_width)
+        _check_int("acc_width", self.acc_width, self.min_acc_width, 64)
+        if self.adc_shift is None:
+            default = self.g_bits + self.dac_bits - self.adc_bits + (_ceil_log2(self.rows) + 1) // 2
+            object.__setattr__(self, "adc_shift", max(0, default))
+        _check_int("adc_shift", self.adc_shift, 0, self.acc_width - 1)
+
+    @property
+    def min_acc_width(self):
+        """Smallest signed width holding ``rows * x_max_abs * g_max`` in magnitude.
+
+        The gateware multiplies two's-complement codes, so the bound uses ``2**(dac_bits-1)``
+        (the most negative code) even though the host never sends it.
+        """
+        bound = self.rows * (1 << (self.dac_bits - 1)) * self.g_max
+        return bound.bit_length() + 1
+
+    @property
+    def g_max(self):
+        """Largest conductance level."""
+        return (1 << self.g_bits) - 1
+
+    @property
+    def x_max(self):
+        """Largest input code magnitude (the DAC range is symmetric)."""
+        return (1 << (self.dac_bits - 1)) - 1
+
+    @property
+    def y_max(self):
+        """Largest output code magnitude (the ADC range is symmetric)."""
+        return (1 << (self.adc_bits - 1)) - 1
+
+    @property
+    def groups(self):
+        """Column groups: passes of the lanes over the rows for one MVM."""
+        return -(-self.cols // self.lanes)
+
+    @property
+    def words_per_lane(self):
+        """Depth of each lane's conductance memory."""
+        return self.groups * self.rows
+
+    @property
+    def cycles_per_mvm(self):
+        """Steady-state cycles between back-to-back MVMs.
+
+        Each column group takes ``rows`` cycles of MACs, and its results leave on the output
+        stream one per cycle while the next group computes; a group with more columns than
+        rows therefore waits for the drain: ``sum_g max(rows, columns in g)``. This is
+        ``rows * ceil(cols / lanes)`` whenever ``rows >= lanes``, and equals the ideal
+        ``ceil(rows * cols / lanes)`` whenever also ``lanes`` divides ``cols``.
+        """
+        tail = self.cols - (self.groups - 1) * self.lanes
+        return (self.groups - 1) * max(self.rows, self.lanes) + max(self.rows, tail)
+
+    @property
+    def cells(self):
+        return self.rows * self.cols
+
+    def as_dict(self):
+        return {
+            "rows": self.rows, "cols": self.cols, "lanes": self.lanes, "g_bits": self.g_bits,
+            "dac_bits": self.dac_bits, "adc_bits": self.adc_bits, "acc_width": self.acc_width,
+            "adc_shift": self.adc_shift,
+        }
+
+
+def cell_address(config, row, col):
+    """Where cell ``(col, row)`` lives in the gateware: ``(lane, word)``.
+
+    Lane ``col % lanes`` holds the cell at word ``(col // lanes) * rows + row``, so a lane
+    walks its words in order during an MVM. Works elementwise on numpy integer arrays.
+    """
+    return col % config.lanes, (col // config.lanes) * config.rows + row

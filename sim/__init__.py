@@ -1,0 +1,1 @@
+"""Simulation of memxbar's RTL: Verilog export, cached Verilator builds, cocotb testbenches."""

