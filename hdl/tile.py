@@ -163,10 +163,8 @@ class Tile(wiring.Component):
             with m.If(draining_last):
                 m.d.sync += [out_index.eq(0), result_valid.eq(0)]
         selected = results[out_index]
-        if cfg.adc_shift:
-            rounded = (selected + (1 << (cfg.adc_shift - 1))) >> cfg.adc_shift
-        else:
-            rounded = selected
+        half = (1 << cfg.adc_shift) >> 1  # 0 when there is no shift
+        rounded = (selected + half) >> cfg.adc_shift
         m.d.comb += [
             self.y.valid.eq(result_valid),
             self.y.payload.eq(Mux(rounded > cfg.y_max, cfg.y_max,

@@ -6,11 +6,12 @@ and passes the configuration, seed and case count in the environment.
 
 import json
 import os
+import time
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
 from amaranth.lib import data
+from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
 
 from memxbar.hdl import cell_layout, prog_layout
@@ -98,7 +99,7 @@ class TileTB:
             self.pack_prog(**{"write": 1, "lane": lane, "word": word,
                               "cell.g_plus": gp, "cell.g_minus": gm})
             for lane, word, gp, gm in zip(lanes.ravel().tolist(), words.ravel().tolist(),
-                                          g_plus.ravel().tolist(), g_minus.ravel().tolist())
+                                          g_plus.ravel().tolist(), g_minus.ravel().tolist(), strict=True)
         ]
         await self.prog.send(commands, pause)
         self.g_plus, self.g_minus = np.array(g_plus), np.array(g_minus)
@@ -163,9 +164,10 @@ async def back_to_back_throughput(dut):
     await tb.reset()
     cfg = tb.cfg
     await tb.program(*tb.random_levels("uniform"))
-    batch = 6
+    batch = int(os.environ.get("MEMXBAR_TB_BATCH", "6"))
     x = tb.random_inputs(batch, "uniform")
     cycle = 0
+    started = time.perf_counter()
 
     async def count_cycles():
         nonlocal cycle
@@ -184,13 +186,15 @@ async def back_to_back_throughput(dut):
             finished.append(cycle)
 
     got = await tb.mvm(x, on_word=on_word)
+    wall = time.perf_counter() - started
     counter.cancel()
     assert np.array_equal(got, tb.expect(x))
     intervals = np.diff(finished)
     latency = finished[0]
     report = {"cycles_per_mvm": intervals.tolist(), "first_vector_latency": latency,
               "spec_cycles_per_mvm": cfg.cycles_per_mvm,
-              "ideal_cycles_per_mvm": -(-cfg.cells // cfg.lanes)}
+              "ideal_cycles_per_mvm": -(-cfg.cells // cfg.lanes),
+              "simulated_cycles": cycle, "wall_seconds": wall}
     dut._log.info("throughput report %s", json.dumps(report))
     if "MEMXBAR_TB_REPORT" in os.environ:
         with open(os.environ["MEMXBAR_TB_REPORT"], "w") as f:

@@ -7,6 +7,7 @@ make and perl on the machine, and we say so instead of failing deep inside a Mak
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 from importlib import metadata
@@ -48,6 +49,15 @@ def prepare_environment():
     os.environ["PATH"] = f"{root / 'bin'}{os.pathsep}{os.environ['PATH']}"
 
 
+def _quiet_runner():
+    """cocotb's Verilator runner, logging only warnings: its INFO lines are per-command noise."""
+    from cocotb_tools.runner import get_runner
+
+    runner = get_runner("verilator")
+    runner.log.setLevel(logging.WARNING)
+    return runner
+
+
 def _versions():
     return {name: metadata.version(name) for name in ("amaranth", "cocotb", "verilator")}
 
@@ -62,10 +72,9 @@ class VerilatorBuild:
     def run(self, test_module, extra_env=None, testcase=None, log_file=None):
         """Run the cocotb tests of ``test_module``; raise ``AssertionError`` naming failures."""
         from cocotb_tools.check_results import get_results
-        from cocotb_tools.runner import get_runner
 
         prepare_environment()
-        runner = get_runner("verilator")
+        runner = _quiet_runner()
         results = runner.test(
             test_module=test_module, hdl_toplevel=self.toplevel, hdl_toplevel_lang="verilog",
             build_dir=self.build_dir,
@@ -84,8 +93,6 @@ def build(component, toplevel, cache=None):
     The cache key hashes the Verilog text and the tool versions, so any change of the
     gateware or the configuration builds afresh and nothing else does.
     """
-    from cocotb_tools.runner import get_runner
-
     prepare_environment()
     text = verilog.convert(component, name=toplevel, emit_src=False)
     key = hashlib.sha256(json.dumps([text, _versions(), LINT_WAIVERS]).encode()).hexdigest()[:16]
@@ -95,7 +102,7 @@ def build(component, toplevel, cache=None):
         build_dir.mkdir(parents=True, exist_ok=True)
         source = build_dir / f"{toplevel}.v"
         source.write_text(text)
-        runner = get_runner("verilator")
+        runner = _quiet_runner()
         runner.build(
             sources=[source], hdl_toplevel=toplevel, build_dir=build_dir,
             build_args=["-Wall", *LINT_WAIVERS, "-O3"], log_file=build_dir / "build.log",

@@ -13,9 +13,14 @@ The integer semantics of one tile (what every backend must compute bit for bit):
   ``y_max = 2**(adc_bits - 1) - 1``.
 """
 
+import json
+import zlib
 from dataclasses import dataclass, field
 
-__all__ = ["TileConfig", "cell_address"]
+__all__ = ["PROTOCOL_VERSION", "TileConfig", "cell_address"]
+
+#: Bumped whenever the meaning of a configuration, layout or command changes.
+PROTOCOL_VERSION = 1
 
 
 def _check_int(name, value, lo, hi=None):
@@ -137,6 +142,16 @@ class TileConfig:
     @property
     def cells(self):
         return self.rows * self.cols
+
+    @property
+    def build_id(self):
+        """32-bit identity of a gateware build: CRC-32 of the configuration and protocol version.
+
+        The host computes it for the configuration it expects; the device reports the one it
+        was built with, so a mismatch means a different bitstream, not a broken link.
+        """
+        canonical = json.dumps([PROTOCOL_VERSION, self.as_dict()], sort_keys=True)
+        return zlib.crc32(canonical.encode())
 
     def as_dict(self):
         return {

@@ -1,0 +1,20 @@
+"""memxbar: an open FPGA emulator of memristor crossbar compute-in-memory tiles.
+
+>>> import memxbar
+>>> with memxbar.open("model://") as dev:
+...     tile = dev.tile(0)
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .device import Device, DeviceInfo, Tile, open
+from .errors import DeviceClosed, MemxbarError, UnsupportedURL
+from .protocol import TileConfig
+
+try:
+    __version__ = version("memxbar")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
+
+__all__ = ["Device", "DeviceClosed", "DeviceInfo", "MemxbarError", "Tile", "TileConfig",
+           "UnsupportedURL", "__version__", "open"]

@@ -1,0 +1,66 @@
+"""The ``memxbar`` command. Errors print one line and exit with a category code, no traceback."""
+
+import argparse
+import json
+import sys
+
+from . import __version__
+from .errors import MemxbarError
+
+__all__ = ["main"]
+
+EXIT_USAGE = 2  # bad arguments or input
+EXIT_DEVICE = 3  # the device or its tools failed
+
+
+def _info(args):
+    from . import open as open_device
+
+    with open_device(args.url) as dev:
+        info = dev.info.as_dict()
+        if args.json:
+            print(json.dumps(info, indent=2))
+            return
+        cfg = dev.info.config
+        print(f"memxbar {__version__} on {args.url}")
+        print(f"  tiles        {info['tiles']} x {cfg.rows} rows (inputs) x {cfg.cols} cols (outputs)")
+        print(f"  lanes        {cfg.lanes} MACs per tile")
+        print(f"  conductance  {cfg.g_bits}-bit levels 0..{cfg.g_max}, differential pairs")
+        print(f"  DAC          {cfg.dac_bits}-bit signed codes, +-{cfg.x_max}")
+        print(f"  ADC          {cfg.adc_bits}-bit signed codes, +-{cfg.y_max}, "
+              f"shift {cfg.adc_shift}, accumulator {cfg.acc_width} bits")
+        print(f"  cycles/MVM   {cfg.cycles_per_mvm}")
+        print(f"  build id     {info['build_id']}")
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="memxbar", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"memxbar {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    info = commands.add_parser("info", help="show a device's geometry, formats and build id")
+    info.add_argument("url", nargs="?", default="model://",
+                      help="device URL (default: model://, the golden model)")
+    info.add_argument("--json", action="store_true", help="machine-readable output")
+    info.set_defaults(run=_info)
+    return parser
+
+
+def main(argv=None):
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        args.run(args)
+    except (ValueError, TypeError) as error:
+        print(f"memxbar: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except MemxbarError as error:
+        print(f"memxbar: error: {error}", file=sys.stderr)
+        return EXIT_DEVICE
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

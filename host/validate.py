@@ -1,0 +1,42 @@
+"""Checks of user arrays before they reach a backend: shape, dtype, range, NaN.
+
+Every message names the argument, the expectation and the first offending value, because
+the alternative (wrapped codes on the wire, a silent clip) corrupts results without a word.
+"""
+
+import numpy as np
+
+__all__ = ["integer_array"]
+
+
+def integer_array(name, value, lo, hi, shape=None, last_dim=None):
+    """``value`` as an int64 array, or ``ValueError`` saying what is wrong with it.
+
+    ``shape`` fixes the whole shape; ``last_dim`` fixes only the last axis (a batch of vectors).
+    """
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"{name} is not an array of integers: {error}") from None
+    if array.dtype == object:
+        raise ValueError(f"{name} must be a rectangular array of integers, got ragged or mixed data")
+    if np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.complexfloating):
+        if np.isnan(array).any():
+            raise ValueError(f"{name} contains NaN at index {_first(np.isnan(array))}")
+        raise ValueError(f"{name} must hold integer codes, got dtype {array.dtype}")
+    if not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"{name} must hold integer codes, got dtype {array.dtype}")
+    if shape is not None and array.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {array.shape}")
+    if last_dim is not None and (array.ndim == 0 or array.shape[-1] != last_dim):
+        raise ValueError(f"{name} must have shape (..., {last_dim}), got {array.shape}")
+    outside = (array < lo) | (array > hi)
+    if outside.any():
+        index = _first(outside)
+        raise ValueError(f"{name}[{', '.join(map(str, index))}] = {array[index]} is outside "
+                         f"[{lo}, {hi}]")
+    return array.astype(np.int64)
+
+
+def _first(mask):
+    return tuple(int(i) for i in np.argwhere(mask)[0])

@@ -1,0 +1,74 @@
+"""Benchmark of the tile: golden-model MVMs/s and the RTL under Verilator. Prints figures.
+
+Run ``python -m memxbar.sim.bench``; the README's tables come from its output. This is a
+measurement, not a test: nothing here passes or fails on time.
+"""
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import memxbar
+from memxbar.hdl import Tile
+
+from . import verilator
+from .configs import VERIFIED_TILES
+
+
+def model_mvms_per_second(batch, seconds=1.0):
+    """MVMs/s of ``Tile.run_codes`` on ``model://`` (64x64), validation included."""
+    rng = np.random.default_rng(0)
+    with memxbar.open("model://?rows=64&cols=64") as dev:
+        tile = dev.tile(0)
+        cfg = tile.config
+        tile.program_levels(*(rng.integers(0, cfg.g_max + 1, (2, cfg.cols, cfg.rows))))
+        x = rng.integers(-cfg.x_max, cfg.x_max + 1, (batch, cfg.rows))
+        calls, started = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - started) < seconds:
+            tile.run_codes(x)
+            calls += 1
+    return calls * batch / elapsed
+
+
+def rtl_streaming(config, batch):
+    """Stream ``batch`` vectors back to back through the Verilated tile (cocotb-driven)."""
+    build = verilator.build(Tile(config), "memxbar_tile")
+    with tempfile.TemporaryDirectory() as folder:
+        report = Path(folder) / "report.json"
+        build.run("memxbar.sim.tb_tile", testcase="back_to_back_throughput", extra_env={
+            "MEMXBAR_TILE_CONFIG": json.dumps(config.as_dict()), "MEMXBAR_TB_BATCH": str(batch),
+            "MEMXBAR_TB_REPORT": str(report),
+        }, log_file=Path(folder) / "sim.log")
+        return json.loads(report.read_text())
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=64, help="vectors streamed per RTL config")
+    args = parser.parse_args(argv)
+
+    print("golden model, 64x64 tile, Tile.run_codes on model://")
+    for batch in (1, 1000):
+        print(f"  batch {batch:>5}: {model_mvms_per_second(batch):>12,.0f} MVMs/s")
+
+    print(f"\nRTL under Verilator, {args.batch} vectors back to back, driven by cocotb")
+    print(f"  {'tile':<16}{'cycles/MVM':>11}{'formula':>9}{'ideal':>7}{'latency':>9}"
+          f"{'sim cycles/s':>14}")
+    for name, config in VERIFIED_TILES.items():
+        r = rtl_streaming(config, args.batch)
+        measured = sorted(set(r["cycles_per_mvm"]))
+        shown = str(measured[0]) if len(measured) == 1 else f"{measured[0]}..{measured[-1]}"
+        print(f"  {name:<16}{shown:>11}{r['spec_cycles_per_mvm']:>9}"
+              f"{r['ideal_cycles_per_mvm']:>7}{r['first_vector_latency']:>9}"
+              f"{r['simulated_cycles'] / r['wall_seconds']:>14,.0f}")
+    print("\ncycles/MVM: measured interval between completed vectors; formula: "
+          "TileConfig.cycles_per_mvm;\nideal: ceil(rows*cols/lanes); latency: cycles from the "
+          "first input transfer offered to the first vector's last output")
+
+
+if __name__ == "__main__":
+    main()
