@@ -10,12 +10,13 @@ import json
 import logging
 import os
 import shutil
+import subprocess
 from importlib import metadata
 from pathlib import Path
 
 from amaranth.back import verilog
 
-__all__ = ["ToolMissing", "VerilatorBuild", "build", "cache_root", "prepare_environment"]
+__all__ = ["ToolMissing", "VerilatorBuild", "build", "build_standalone", "cache_root", "prepare_environment"]
 
 # Amaranth's Verilog is width-correct by construction but relies on implicit extension and
 # truncation that Verilator lints; we silence exactly those warnings, nothing wider.
@@ -87,16 +88,21 @@ class VerilatorBuild:
         return results
 
 
+def _cached_build_dir(toplevel, text, extra, cache):
+    """A build folder named by a hash of the Verilog, the tool versions and ``extra``."""
+    key = hashlib.sha256(json.dumps([text, _versions(), LINT_WAIVERS, extra]).encode()).hexdigest()[:16]
+    return (cache or cache_root() / "verilator") / f"{toplevel}-{key}"
+
+
 def build(component, toplevel, cache=None):
-    """Export ``component`` to Verilog and compile it with Verilator, unless cached.
+    """Export ``component`` to Verilog and compile it with Verilator for cocotb, unless cached.
 
     The cache key hashes the Verilog text and the tool versions, so any change of the
     gateware or the configuration builds afresh and nothing else does.
     """
     prepare_environment()
     text = verilog.convert(component, name=toplevel, emit_src=False)
-    key = hashlib.sha256(json.dumps([text, _versions(), LINT_WAIVERS]).encode()).hexdigest()[:16]
-    build_dir = (cache or cache_root() / "verilator") / f"{toplevel}-{key}"
+    build_dir = _cached_build_dir(toplevel, text, "cocotb", cache)
     stamp = build_dir / "built.ok"
     if not stamp.exists():
         build_dir.mkdir(parents=True, exist_ok=True)
@@ -107,5 +113,31 @@ def build(component, toplevel, cache=None):
             sources=[source], hdl_toplevel=toplevel, build_dir=build_dir,
             build_args=["-Wall", *LINT_WAIVERS, "-O3"], log_file=build_dir / "build.log",
         )
-        stamp.write_text(key)
+        stamp.write_text(build_dir.name)
     return VerilatorBuild(toplevel, build_dir)
+
+
+def build_standalone(component, toplevel, harness, cache=None):
+    """Compile ``component`` with a C++ ``harness`` (its ``main``) into a plain executable.
+
+    No cocotb, no VPI: what Verilator itself delivers. Returns the executable's path.
+    """
+    prepare_environment()
+    text = verilog.convert(component, name=toplevel, emit_src=False)
+    harness_text = Path(harness).read_text()
+    build_dir = _cached_build_dir(toplevel, text, harness_text, cache)
+    executable = build_dir / "Vtop"
+    if not executable.exists():
+        build_dir.mkdir(parents=True, exist_ok=True)
+        (build_dir / f"{toplevel}.v").write_text(text)
+        (build_dir / "harness.cpp").write_text(harness_text)
+        log = build_dir / "build.log"
+        with log.open("w") as output:
+            result = subprocess.run(
+                ["verilator", "--cc", "--exe", "--build", "-j", "2", "-O3", "-Wall", *LINT_WAIVERS,
+                 "--top-module", toplevel, "--prefix", "Vtop", "-o", "Vtop", "-Mdir", ".",
+                 f"{toplevel}.v", "harness.cpp"],
+                cwd=build_dir, stdout=output, stderr=subprocess.STDOUT, check=False)
+        if result.returncode:
+            raise RuntimeError(f"Verilator build failed, see {log}")
+    return executable
