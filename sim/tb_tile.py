@@ -116,9 +116,11 @@ class TileTB:
         cfg = self.cfg
         receiving = cocotb.start_soon(self.y.recv(len(x_codes) * cfg.cols, out_pause, on_word))
         await self.x.send([to_bits(v, cfg.dac_bits) for v in np.ravel(x_codes).tolist()], in_pause)
-        words = await receiving
-        codes = np.array(words, dtype=np.int64).reshape(len(x_codes), cfg.cols)
-        return np.where(codes >= 1 << (cfg.adc_bits - 1), codes - (1 << cfg.adc_bits), codes)
+        return self.signed_codes(await receiving).reshape(len(x_codes), cfg.cols)
+
+    def signed_codes(self, words):
+        codes = np.array(words, dtype=np.int64)
+        return np.where(codes >= 1 << (self.cfg.adc_bits - 1), codes - (1 << self.cfg.adc_bits), codes)
 
     def expect(self, x_codes):
         return mvm_codes(self.cfg, self.g_plus, self.g_minus, np.asarray(x_codes))
@@ -242,8 +244,6 @@ async def programming_waits_for_the_mvm(dut):
     await ReadOnly()
     assert dut.busy.value and not dut.prog__ready.value
     await tb.program(*new_levels)  # waits until the MVM has drained
-    words = np.array(await receiving, dtype=np.int64)
-    got = np.where(words >= 1 << (cfg.adc_bits - 1), words - (1 << cfg.adc_bits), words)
-    assert np.array_equal(got, want[0])
+    assert np.array_equal(tb.signed_codes(await receiving), want[0])
     x = tb.random_inputs(2, "uniform")
     assert np.array_equal(await tb.mvm(x), tb.expect(x))
