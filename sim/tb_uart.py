@@ -84,7 +84,7 @@ async def receives_every_byte_value_with_baud_mismatch(dut):
         assert got == data, f"mismatch {mismatch:+.0%}: first difference at byte " \
             f"{next(i for i, (a, b) in enumerate(zip(got, data, strict=True)) if a != b)}"
         await source.wait()
-        source._run_cr.cancel()
+        source._run_cr.cancel()  # cocotbext-uart has no stop(): free the rx pin for the next peer
 
 
 @cocotb.test(timeout_time=TIMEOUT_MS, timeout_unit="ms")
@@ -99,7 +99,7 @@ async def transmits_back_to_back_and_with_gaps(dut):
         await Timer(tb.bit_ns * 12, unit="ns")
         got = sink.read_nowait()
         assert bytes(got) == data, f"mismatch {mismatch:+.0%}: {len(got)} of {len(data)} bytes"
-        sink._run_cr.cancel()
+        sink._run_cr.cancel()  # likewise: one sink per baud rate
 
 
 @cocotb.test(timeout_time=TIMEOUT_MS, timeout_unit="ms")
