@@ -21,7 +21,8 @@ __all__ = ["ToolMissing", "VerilatorBuild", "build", "build_standalone", "cache_
 # Amaranth's Verilog is width-correct by construction but relies on implicit extension and
 # truncation that Verilator lints; we silence exactly those warnings, nothing wider.
 LINT_WAIVERS = ["-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-UNOPTFLAT", "-Wno-UNUSEDSIGNAL",
-                "-Wno-PINCONNECTEMPTY", "-Wno-DECLFILENAME", "-Wno-CASEINCOMPLETE", "-Wno-PROCASSINIT"]
+                "-Wno-PINCONNECTEMPTY", "-Wno-DECLFILENAME", "-Wno-CASEINCOMPLETE", "-Wno-PROCASSINIT",
+                "-Wno-VARHIDDEN"]
 
 
 class ToolMissing(RuntimeError):
@@ -109,10 +110,13 @@ def build(component, toplevel, cache=None):
         source = build_dir / f"{toplevel}.v"
         source.write_text(text)
         runner = _quiet_runner()
-        runner.build(
-            sources=[source], hdl_toplevel=toplevel, build_dir=build_dir,
-            build_args=["-Wall", *LINT_WAIVERS, "-O3"], log_file=build_dir / "build.log",
-        )
+        try:
+            runner.build(
+                sources=[source], hdl_toplevel=toplevel, build_dir=build_dir,
+                build_args=["-Wall", *LINT_WAIVERS, "-O3"], log_file=build_dir / "build.log",
+            )
+        except RuntimeError:
+            raise RuntimeError(f"Verilator build failed, see {build_dir / 'build.log'}") from None
         stamp.write_text(build_dir.name)
     return VerilatorBuild(toplevel, build_dir)
 

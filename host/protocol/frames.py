@@ -18,8 +18,8 @@ from cobs import cobs
 
 from .geometry import PROTOCOL_VERSION
 
-__all__ = ["HEADER_BYTES", "REPLY", "Command", "FrameError", "Header", "Status",
-           "decode_frame", "encode_frame"]
+__all__ = ["HEADER_BYTES", "MAGIC", "REPLY", "Access", "Command", "FrameError", "Header", "Hello",
+           "Region", "Run", "Status", "decode_frame", "encode_frame", "struct_bytes", "struct_fields"]
 
 #: Set in CMD of every reply.
 REPLY = 0x80
@@ -50,6 +50,12 @@ class Status(enum.Enum, shape=8):
     OVERFLOW = 0x08
 
 
+class Region(enum.Enum, shape=8):
+    """Memory regions WRITE/READ/CHECKSUM address."""
+
+    LEVELS = 0x00  # conductance pairs: 2 bytes (g_plus, g_minus) per cell, lane-major words
+
+
 class Header(data.Struct):
     """The first six bytes of a frame; fields are little-endian, in wire order from bit 0."""
 
@@ -58,6 +64,68 @@ class Header(data.Struct):
     seq: 8
     status: 8
     length: 16
+
+
+class Access(data.Struct):
+    """Payload start of WRITE, READ and CHECKSUM: ``count`` words of one lane from ``word`` on.
+
+    WRITE follows it with ``count`` cells of 2 bytes; READ replies with them; CHECKSUM replies
+    with the CRC-32 of what READ would return. Lanes and words are those of
+    :func:`memxbar.protocol.cell_address`.
+    """
+
+    region: 8
+    tile: 8
+    lane: 16
+    word: 16
+    count: 16
+
+
+class Run(data.Struct):
+    """Payload start of RUN, followed by ``batch * rows`` input codes of one byte each.
+
+    The reply carries ``batch * cols`` ADC codes as little-endian int16.
+    """
+
+    tile: 8
+    batch: 16
+
+
+class Hello(data.Struct):
+    """Payload of the HELLO reply: what the device is."""
+
+    magic: 32
+    protocol: 8
+    build_id: 32
+    rows: 16
+    cols: 16
+    lanes: 16
+    tiles: 8
+    g_bits: 8
+    dac_bits: 8
+    adc_bits: 8
+    adc_shift: 8
+    acc_width: 8
+    max_payload: 16
+
+
+#: First four bytes of every HELLO reply, b"MXB1".
+MAGIC = int.from_bytes(b"MXB1", "little")
+
+
+def struct_bytes(layout, **fields):
+    """A ``lib.data.Struct`` constant as the little-endian bytes the link carries."""
+    size = layout.as_shape().size // 8
+    return layout.const(fields).as_value().value.to_bytes(size, "little")
+
+
+def struct_fields(layout, raw):
+    """The fields of a ``lib.data.Struct`` from the bytes the link carried."""
+    size = layout.as_shape().size // 8
+    if len(raw) < size:
+        raise FrameError(f"{layout.__name__} needs {size} bytes, got {len(raw)}")
+    view = data.Const(layout.as_shape(), int.from_bytes(raw[:size], "little"))
+    return {name: view[name] for name, _ in layout.as_shape()}
 
 
 HEADER_BYTES = Header.as_shape().size // 8

@@ -1,0 +1,233 @@
+"""Link framing in gateware: COBS decode + CRC check into a frame buffer, and the reverse.
+
+Both ends keep the whole frame in block RAM: a command executes only after its CRC has been
+checked, and a reply's COBS code bytes need to look up to 254 bytes ahead. The frame layout
+is :mod:`memxbar.protocol.frames`; CRC-32/ISO-HDLC comes from ``amaranth.lib.crc``.
+"""
+
+from amaranth import Array, Module, Mux, Signal
+from amaranth.lib import memory, stream, wiring
+from amaranth.lib.crc.catalog import CRC32_ISO_HDLC
+from amaranth.lib.wiring import In, Out
+
+from ..protocol.frames import HEADER_BYTES
+
+__all__ = ["FrameReceiver", "FrameTransmitter"]
+
+CRC_BYTES = 4
+MIN_FRAME = HEADER_BYTES + CRC_BYTES
+COBS_MAX_BLOCK = 254
+
+
+class FrameReceiver(wiring.Component):
+    """COBS-decodes ``bytes_in`` into a frame buffer and checks the trailing CRC.
+
+    A frame whose CRC matches, that is at least header + CRC long and that fits the buffer
+    raises ``frame_valid`` with ``frame_length`` (header and payload, CRC excluded) until the
+    consumer pulses ``frame_release``; meanwhile ``bytes_in`` is not ready. The consumer reads
+    the buffer through ``read_addr``; ``read_data`` follows one cycle later (block RAM). Anything else up to
+    the next ``0x00`` is dropped and pulses ``frame_dropped``; so is a frame cut by a gap of
+    ``gap_cycles`` without a byte.
+
+    Parameters
+    ----------
+    depth : int
+        Buffer bytes: the largest header + payload + CRC accepted.
+    gap_cycles : int
+        Inter-byte timeout inside a frame.
+    """
+
+    def __init__(self, depth, gap_cycles):
+        self.depth = depth
+        self.gap_cycles = gap_cycles
+        super().__init__({
+            "bytes_in": In(stream.Signature(8)),
+            "frame_valid": Out(1),
+            "frame_length": Out(range(depth + 1)),
+            "frame_release": In(1),
+            "frame_dropped": Out(1),
+            "read_addr": In(range(depth)),
+            "read_data": Out(8),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.buffer = buffer = memory.Memory(shape=8, depth=self.depth, init=[])
+        write, read = buffer.write_port(), buffer.read_port()
+        m.submodules.crc = crc = CRC32_ISO_HDLC().create()
+        m.d.comb += [read.addr.eq(self.read_addr), self.read_data.eq(read.data)]
+
+        count = Signal(range(self.depth + 1))
+        code_left = Signal(8)  # data bytes left in the current COBS block
+        pending_zero = Signal()  # the block ended below 254 bytes: a 0x00 follows unless the frame ends
+        overflow = Signal()
+        gap = Signal(range(self.gap_cycles + 1))
+        in_frame = Signal()
+        m.d.comb += in_frame.eq((count != 0) | (code_left != 0) | pending_zero)
+
+        emit = Signal()
+        emitted = Signal(8)
+        m.d.comb += [
+            write.addr.eq(count), write.data.eq(emitted), write.en.eq(emit & (count < self.depth)),
+            crc.data.eq(emitted), crc.valid.eq(emit & (count < self.depth)),
+        ]
+        with m.If(emit):
+            with m.If(count < self.depth):
+                m.d.sync += count.eq(count + 1)
+            with m.Else():
+                m.d.sync += overflow.eq(1)
+
+        def restart():
+            m.d.comb += crc.start.eq(1)
+            m.d.sync += [count.eq(0), code_left.eq(0), pending_zero.eq(0), overflow.eq(0)]
+
+        m.d.sync += self.frame_dropped.eq(0)
+        with m.If(self.frame_release):
+            m.d.sync += self.frame_valid.eq(0)
+        m.d.comb += self.bytes_in.ready.eq(~self.frame_valid)
+        byte = self.bytes_in.payload
+        with m.If(self.bytes_in.valid & self.bytes_in.ready):
+            m.d.sync += gap.eq(0)
+            with m.If(byte == 0):
+                good = (count >= MIN_FRAME) & (code_left == 0) & ~overflow & crc.match_detected
+                with m.If(good):
+                    m.d.sync += [self.frame_valid.eq(1), self.frame_length.eq(count - CRC_BYTES)]
+                with m.Elif(in_frame):
+                    m.d.sync += self.frame_dropped.eq(1)
+                restart()
+            with m.Elif(code_left == 0):
+                m.d.comb += [emit.eq(pending_zero), emitted.eq(0)]
+                m.d.sync += [code_left.eq(byte - 1), pending_zero.eq(byte != 0xFF)]
+            with m.Else():
+                m.d.comb += [emit.eq(1), emitted.eq(byte)]
+                m.d.sync += code_left.eq(code_left - 1)
+        with m.Elif(in_frame):
+            m.d.sync += gap.eq(gap + 1)
+            with m.If(gap == self.gap_cycles):
+                m.d.sync += [gap.eq(0), self.frame_dropped.eq(1)]
+                restart()
+        return m
+
+
+class FrameTransmitter(wiring.Component):
+    """Sends ``length`` bytes of its buffer as one frame: CRC appended, COBS-encoded, ``0x00``.
+
+    The producer fills the buffer through ``write_*`` while ``busy`` is low, then pulses
+    ``start``. The buffer keeps its contents afterwards, so the same reply can be sent again.
+
+    Parameters
+    ----------
+    depth : int
+        Buffer bytes: the largest header + payload sent.
+    """
+
+    def __init__(self, depth):
+        self.depth = depth
+        super().__init__({
+            "write_addr": In(range(depth)),
+            "write_data": In(8),
+            "write_en": In(1),
+            "start": In(1),
+            "length": In(range(depth + 1)),
+            "busy": Out(1),
+            "bytes_out": Out(stream.Signature(8)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.buffer = buffer = memory.Memory(shape=8, depth=self.depth, init=[])
+        write, read = buffer.write_port(), buffer.read_port()
+        m.d.comb += [write.addr.eq(self.write_addr), write.data.eq(self.write_data),
+                     write.en.eq(self.write_en)]
+        m.submodules.crc = crc = CRC32_ISO_HDLC().create()
+
+        length = Signal(range(self.depth + 1))
+        total = Signal(range(self.depth + CRC_BYTES + 1))  # bytes to encode: frame plus CRC
+        crc_value = Signal(32)
+        index = Signal(range(self.depth + CRC_BYTES + 1))
+        block_start = Signal.like(index)
+        block_len = Signal(range(COBS_MAX_BLOCK + 1))
+        ended_on_zero = Signal()
+        # byte `index` of the frame-plus-CRC, one cycle after `fetch`
+        fetch = Signal()
+        fetched_crc = Signal()
+        fetched_crc_byte = Signal(2)
+        m.d.comb += [read.addr.eq(index), read.en.eq(fetch)]
+        with m.If(fetch):
+            m.d.sync += [fetched_crc.eq(index >= length), fetched_crc_byte.eq(index - length)]
+        crc_bytes = Array(crc_value.word_select(i, 8) for i in range(CRC_BYTES))
+        fetched = Mux(fetched_crc, crc_bytes[fetched_crc_byte], read.data)
+
+        out = self.bytes_out
+        with m.If(out.ready):
+            m.d.sync += out.valid.eq(0)
+
+        def send(value):
+            m.d.sync += [out.payload.eq(value), out.valid.eq(1)]
+
+        can_send = ~out.valid | out.ready
+        crc_fed = Signal()
+        m.d.comb += [crc.data.eq(read.data), crc.valid.eq(crc_fed)]
+
+        with m.FSM() as fsm:
+            with m.State("IDLE"), m.If(self.start):
+                m.d.comb += crc.start.eq(1)
+                m.d.sync += [length.eq(self.length), total.eq(self.length + CRC_BYTES),
+                             index.eq(0)]
+                m.next = "CRC"
+            with m.State("CRC"):
+                m.d.comb += fetch.eq(1)
+                m.d.sync += [crc_fed.eq(index < length), index.eq(index + 1)]
+                with m.If(index == length):
+                    m.next = "CRC_DONE"
+            with m.State("CRC_DONE"):
+                m.d.sync += [crc_fed.eq(0), index.eq(0), block_start.eq(0), block_len.eq(0)]
+                m.next = "CRC_LATCH"
+            with m.State("CRC_LATCH"):
+                m.d.sync += crc_value.eq(crc.crc)
+                m.next = "SCAN"
+            with m.State("SCAN"):  # find the block: up to a zero, 254 bytes or the end
+                with m.If(index == total):
+                    m.d.sync += ended_on_zero.eq(0)
+                    m.next = "CODE"
+                with m.Else():
+                    m.d.comb += fetch.eq(1)
+                    m.next = "SCAN_CHECK"
+            with m.State("SCAN_CHECK"):
+                with m.If(fetched == 0):
+                    m.d.sync += ended_on_zero.eq(1)
+                    m.next = "CODE"
+                with m.Else():
+                    m.d.sync += [block_len.eq(block_len + 1), index.eq(index + 1),
+                                 ended_on_zero.eq(0)]
+                    with m.If(block_len == COBS_MAX_BLOCK - 1):
+                        m.next = "CODE"
+                    with m.Else():
+                        m.next = "SCAN"
+            with m.State("CODE"), m.If(can_send):
+                send(block_len + 1)
+                m.d.sync += index.eq(block_start)
+                m.next = "DATA"
+            with m.State("DATA"):
+                with m.If(index == block_start + block_len):
+                    m.next = "NEXT"
+                with m.Elif(can_send):
+                    m.d.comb += fetch.eq(1)
+                    m.d.sync += index.eq(index + 1)
+                    m.next = "DATA_SEND"
+            with m.State("DATA_SEND"):
+                send(fetched)
+                m.next = "DATA"
+            with m.State("NEXT"):
+                next_start = block_start + block_len + ended_on_zero
+                m.d.sync += [block_start.eq(next_start), index.eq(next_start), block_len.eq(0)]
+                # a block cut by a zero is always followed by another, possibly empty, block
+                with m.If(ended_on_zero | (next_start != total)):
+                    m.next = "SCAN"
+                with m.Else():
+                    m.next = "DELIMITER"
+            with m.State("DELIMITER"), m.If(can_send):
+                send(0)
+                m.next = "IDLE"
+        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE") | out.valid)
+        return m
