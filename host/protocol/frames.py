@@ -18,7 +18,7 @@ from cobs import cobs
 
 from .geometry import PROTOCOL_VERSION
 
-__all__ = ["HEADER_BYTES", "MAGIC", "REPLY", "Access", "Command", "FrameError", "Header", "Hello",
+__all__ = ["HEADER_BYTES", "MAGIC", "REPLY", "Access", "Command", "Counters", "FrameError", "Header", "Hello",
            "Region", "Run", "Status", "decode_frame", "encode_frame", "struct_bytes", "struct_fields"]
 
 #: Set in CMD of every reply.
@@ -107,6 +107,18 @@ class Hello(data.Struct):
     adc_shift: 8
     acc_width: 8
     max_payload: 16
+
+
+class Counters(data.Struct):
+    """Payload of the COUNTERS reply; every count since power-up or RESET."""
+
+    cycles: 64
+    mvms: 64
+    macs: 64
+    adc_conversions: 64
+    cell_writes: 64
+    frames_ok: 32
+    frames_dropped: 32
 
 
 #: First four bytes of every HELLO reply, b"MXB1".

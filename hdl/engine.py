@@ -1,0 +1,329 @@
+"""The command engine: executes one checked frame at a time against the tile, writes the reply.
+
+Commands and payloads: :mod:`memxbar.protocol.frames`. Every frame gets exactly one reply;
+a frame repeating the previous one's SEQ and command gets the previous reply again without
+executing (the host retries after a lost reply). Checks happen before any effect, so a
+rejected command leaves memory untouched.
+"""
+
+from amaranth import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.crc.catalog import CRC32_ISO_HDLC
+from amaranth.lib.wiring import In, Out
+
+from ..protocol import PROTOCOL_VERSION
+from ..protocol.frames import (
+    HEADER_BYTES,
+    MAGIC,
+    REPLY,
+    Access,
+    Command,
+    Counters,
+    Header,
+    Hello,
+    Region,
+    Run,
+    Status,
+)
+from .tile import cell_layout, prog_layout
+
+__all__ = ["CommandEngine"]
+
+ACCESS_BYTES = Access.as_shape().size // 8
+RUN_BYTES = Run.as_shape().size // 8
+HELLO_BYTES = Hello.as_shape().size // 8
+COUNTER_BYTES = Counters.as_shape().size // 8
+# Bytes of the frame loaded into registers before dispatch: the header and the longest
+# fixed payload start (Access).
+HEAD_BYTES = HEADER_BYTES + ACCESS_BYTES
+RUN_START = HEADER_BYTES + RUN_BYTES  # first input code of a RUN frame
+
+
+class CommandEngine(wiring.Component):
+    """Between the frame receiver/transmitter and one tile.
+
+    Parameters
+    ----------
+    config : TileConfig
+    max_payload : int
+        Largest request or reply payload, reported by HELLO.
+    """
+
+    def __init__(self, config, max_payload):
+        if config.g_bits > 8 or config.dac_bits > 8 or config.adc_bits > 16:
+            raise ValueError(f"the link carries levels and inputs as bytes and outputs as int16; "
+                             f"{config!r} does not fit")
+        self.config = config
+        self.max_payload = max_payload
+        self.rx_depth = rx_depth = max_payload + HEADER_BYTES + 4
+        tx_depth = max_payload + HEADER_BYTES
+        super().__init__({
+            "frame_valid": In(1),
+            "frame_length": In(range(rx_depth + 1)),
+            "frame_release": Out(1),
+            "frame_dropped": In(1),
+            "read_addr": Out(range(rx_depth)),
+            "read_data": In(8),
+            "write_addr": Out(range(tx_depth)),
+            "write_data": Out(8),
+            "write_en": Out(1),
+            "send": Out(1),
+            "send_length": Out(range(tx_depth + 1)),
+            "sending": In(1),
+            "prog": Out(stream.Signature(prog_layout(config))),
+            "readback": In(stream.Signature(cell_layout(config))),
+            "x": Out(stream.Signature(signed(config.dac_bits))),
+            "y": In(stream.Signature(signed(config.adc_bits))),
+        })
+
+    def elaborate(self, platform):
+        cfg = self.config
+        m = Module()
+
+        head = Signal(HEAD_BYTES * 8)
+        header = data.View(Header, head[:HEADER_BYTES * 8])
+        access = data.View(Access, head[HEADER_BYTES * 8:])
+        run = data.View(Run, head[HEADER_BYTES * 8:RUN_START * 8])
+        frame_payload = Signal(16)
+        m.d.comb += frame_payload.eq(self.frame_length - HEADER_BYTES)
+
+        status = Signal(8)
+        reply_len = Signal(16)
+        index = Signal(range(max(self.max_payload, HEAD_BYTES) + 2))
+        last_seq = Signal(8)
+        last_command = Signal(8)
+        last_total = Signal.like(self.send_length)
+        last_valid = Signal()
+
+        counters = Signal(Counters)
+        m.d.sync += counters.cycles.eq(counters.cycles + 1)
+        with m.If(self.frame_dropped):
+            m.d.sync += counters.frames_dropped.eq(counters.frames_dropped + 1)
+
+        # Range checks of WRITE/READ/CHECKSUM, all before any effect. The word check is
+        # overflow-safe: word <= words and count <= words - word, never word + count.
+        words = cfg.words_per_lane
+        access_ok = ((access.region == Region.LEVELS) & (access.tile == 0) & (access.lane < cfg.lanes)
+                     & (access.word <= words) & (access.count <= words - access.word))
+        cell_bytes = Cat(Const(0, 1), access.count)  # 2 * count
+        cell_addr = Signal(range(max(cfg.words_per_lane, 2)))
+
+        m.submodules.checksum = checksum = CRC32_ISO_HDLC().create()
+
+        half = Signal()  # which byte of a 2-byte item is being handled
+        saved = Signal(8)
+        produced = Signal(range(self.max_payload // 2 + 2))  # RUN: codes written
+        feed = Signal(range(self.rx_depth + 2))  # RUN: address of the input code offered
+        primed = Signal()  # RUN: read_data holds the code at `feed`
+
+        def write_reply_byte(offset, value):
+            m.d.comb += [self.write_addr.eq(HEADER_BYTES + offset), self.write_data.eq(value),
+                         self.write_en.eq(1)]
+
+        def reply(code, length=0):
+            m.d.sync += [status.eq(code), reply_len.eq(length), index.eq(0)]
+            m.next = "HEADER"
+
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.frame_valid & ~self.sending):
+                    m.d.sync += index.eq(0)
+                    m.next = "LOAD"
+
+            with m.State("LOAD"):  # read_data follows read_addr by one cycle
+                m.d.comb += self.read_addr.eq(index)
+                m.d.sync += index.eq(index + 1)
+                with m.If(index != 0):
+                    m.d.sync += head.word_select((index - 1).as_unsigned(), 8).eq(self.read_data)
+                with m.If(index == HEAD_BYTES):
+                    m.next = "DISPATCH"
+
+            with m.State("DISPATCH"):
+                m.d.sync += counters.frames_ok.eq(counters.frames_ok + 1)
+                with m.If(last_valid & (header.seq == last_seq) & (header.command == last_command)):
+                    m.next = "REPLAY"
+                with m.Elif(header.version != PROTOCOL_VERSION):
+                    reply(Status.VERSION)
+                with m.Elif(header.length != frame_payload):
+                    reply(Status.LEN)
+                with m.Else():
+                    with m.Switch(header.command):
+                        with m.Case(Command.HELLO):
+                            reply(Status.OK, HELLO_BYTES)
+                            m.next = "HELLO"
+                        with m.Case(Command.WRITE):
+                            with m.If(~access_ok):
+                                reply(Status.RANGE)
+                            with m.Elif(header.length != ACCESS_BYTES + cell_bytes):
+                                reply(Status.LEN)
+                            with m.Else():
+                                m.d.sync += index.eq(0)
+                                m.next = "WRITE_CHECK" if cfg.g_bits < 8 else "WRITE"
+                        with m.Case(Command.READ, Command.CHECKSUM):
+                            with m.If(~access_ok):
+                                reply(Status.RANGE)
+                            with m.Elif(header.length != ACCESS_BYTES):
+                                reply(Status.LEN)
+                            with m.Elif((header.command == Command.READ)
+                                        & (cell_bytes > self.max_payload)):
+                                reply(Status.LEN)
+                            with m.Else():
+                                m.d.comb += checksum.start.eq(1)
+                                m.d.sync += [index.eq(0), half.eq(0)]
+                                m.next = "READ"
+                        with m.Case(Command.RUN):
+                            in_bytes = run.batch * cfg.rows
+                            out_bytes = run.batch * (2 * cfg.cols)
+                            with m.If(run.tile != 0):
+                                reply(Status.RANGE)
+                            with m.Elif((run.batch == 0) | (header.length != RUN_BYTES + in_bytes)
+                                        | (out_bytes > self.max_payload)):
+                                reply(Status.LEN)
+                            with m.Else():
+                                m.d.sync += [index.eq(0), half.eq(0), produced.eq(0),
+                                             feed.eq(RUN_START), primed.eq(0)]
+                                m.next = "RUN"
+                        with m.Case(Command.COUNTERS):
+                            reply(Status.OK, COUNTER_BYTES)
+                            m.next = "COUNTERS"
+                        with m.Case(Command.RESET):
+                            m.d.sync += counters.eq(0)
+                            reply(Status.OK)
+                        with m.Default():
+                            reply(Status.UNKNOWN_CMD)
+
+            with m.State("HELLO"):
+                hello = Hello.const({
+                    "magic": MAGIC, "protocol": PROTOCOL_VERSION, "build_id": cfg.build_id,
+                    "rows": cfg.rows, "cols": cfg.cols, "lanes": cfg.lanes, "tiles": 1,
+                    "g_bits": cfg.g_bits, "dac_bits": cfg.dac_bits, "adc_bits": cfg.adc_bits,
+                    "adc_shift": cfg.adc_shift, "acc_width": cfg.acc_width,
+                    "max_payload": self.max_payload,
+                }).as_value()
+                write_reply_byte(index, hello.word_select(index, 8))
+                m.d.sync += index.eq(index + 1)
+                with m.If(index == HELLO_BYTES - 1):
+                    m.d.sync += index.eq(0)
+                    m.next = "HEADER"
+
+            with m.State("COUNTERS"):
+                write_reply_byte(index, counters.as_value().word_select(index, 8))
+                m.d.sync += index.eq(index + 1)
+                with m.If(index == COUNTER_BYTES - 1):
+                    m.d.sync += index.eq(0)
+                    m.next = "HEADER"
+
+            with m.State("WRITE_CHECK"):  # every level byte below 2**g_bits, before any write
+                m.d.comb += self.read_addr.eq(HEAD_BYTES + index)
+                m.d.sync += index.eq(index + 1)
+                with m.If((index != 0) & (self.read_data >> cfg.g_bits != 0)):
+                    reply(Status.RANGE)
+                with m.Elif(index == cell_bytes):
+                    m.d.sync += index.eq(0)
+                    m.next = "WRITE"
+
+            with m.State("WRITE"):  # cell `index`: g_plus, g_minus, then one programming command
+                m.d.comb += self.read_addr.eq(HEAD_BYTES + 2 * index)
+                with m.If(index == access.count):
+                    m.d.sync += counters.cell_writes.eq(counters.cell_writes + access.count)
+                    reply(Status.OK)
+                with m.Else():
+                    m.next = "WRITE_G_PLUS"
+            with m.State("WRITE_G_PLUS"):
+                m.d.comb += self.read_addr.eq(HEAD_BYTES + 2 * index + 1)
+                m.d.sync += saved.eq(self.read_data)
+                m.next = "WRITE_PUSH"
+            with m.State("WRITE_PUSH"):
+                m.d.comb += self.read_addr.eq(HEAD_BYTES + 2 * index + 1)  # keeps g_minus on read_data
+                cmd = self.prog.payload
+                m.d.comb += [self.prog.valid.eq(1), cmd.write.eq(1), cmd.lane.eq(access.lane),
+                             cmd.word.eq(access.word + index),
+                             cmd.cell.g_plus.eq(saved), cmd.cell.g_minus.eq(self.read_data)]
+                with m.If(self.prog.ready):
+                    m.d.sync += index.eq(index + 1)
+                    m.next = "WRITE"
+
+            with m.State("READ"):  # one read-back per cell; READ stores it, CHECKSUM hashes it
+                with m.If(index == cell_bytes):
+                    with m.If(header.command == Command.READ):
+                        reply(Status.OK, cell_bytes)
+                    with m.Else():
+                        m.d.sync += index.eq(0)
+                        m.next = "CHECKSUM_OUT"
+                with m.Else():
+                    cmd = self.prog.payload
+                    m.d.comb += [self.prog.valid.eq(1), cmd.write.eq(0), cmd.lane.eq(access.lane),
+                                 cmd.word.eq(access.word + (index >> 1))]
+                    with m.If(self.prog.ready):
+                        m.next = "READ_WAIT"
+            with m.State("READ_WAIT"):
+                m.d.comb += self.readback.ready.eq(1)
+                with m.If(self.readback.valid):
+                    m.d.sync += saved.eq(self.readback.payload.g_minus)
+                    value = self.readback.payload.g_plus
+                    with m.If(header.command == Command.READ):
+                        write_reply_byte(index, value)
+                    m.d.comb += [checksum.data.eq(value), checksum.valid.eq(1)]
+                    m.d.sync += index.eq(index + 1)
+                    m.next = "READ_SECOND"
+            with m.State("READ_SECOND"):
+                with m.If(header.command == Command.READ):
+                    write_reply_byte(index, saved)
+                m.d.comb += [checksum.data.eq(saved), checksum.valid.eq(1)]
+                m.d.sync += index.eq(index + 1)
+                m.next = "READ"
+            with m.State("CHECKSUM_OUT"):
+                write_reply_byte(index, checksum.crc.word_select(index[:2], 8))
+                m.d.sync += index.eq(index + 1)
+                with m.If(index == 3):
+                    reply(Status.OK, 4)
+
+            with m.State("RUN"):
+                # Feed inputs: read_addr runs one ahead so read_data holds the code offered.
+                batch = run.batch
+                fire = self.x.valid & self.x.ready
+                m.d.comb += [
+                    self.x.valid.eq(primed & (feed < RUN_START + batch * cfg.rows)),
+                    self.x.payload.eq(self.read_data),
+                    self.read_addr.eq(Mux(fire, feed + 1, feed)),
+                ]
+                m.d.sync += primed.eq(1)
+                with m.If(fire):
+                    m.d.sync += feed.eq(feed + 1)
+                # Collect outputs as little-endian int16, one byte per cycle.
+                code = Signal(16)
+                m.d.comb += [code.eq(self.y.payload.as_signed()), self.y.ready.eq(~half)]
+                with m.If(self.y.valid & self.y.ready):
+                    write_reply_byte(index, code[:8])
+                    m.d.sync += [saved.eq(code[8:]), half.eq(1), index.eq(index + 1)]
+                with m.If(half):
+                    write_reply_byte(index, saved)
+                    m.d.sync += [half.eq(0), index.eq(index + 1), produced.eq(produced + 1)]
+                    with m.If(produced + 1 == batch * cfg.cols):
+                        m.d.sync += [
+                            counters.mvms.eq(counters.mvms + batch),
+                            counters.macs.eq(counters.macs + batch * (cfg.rows * cfg.cols)),
+                            counters.adc_conversions.eq(counters.adc_conversions + batch * cfg.cols),
+                        ]
+                        reply(Status.OK, batch * (2 * cfg.cols))
+
+            with m.State("HEADER"):  # the reply header, then send and remember it for replays
+                reply_header = Cat(Const(PROTOCOL_VERSION, 8), (header.command | REPLY)[:8], header.seq,
+                                   status, reply_len)
+                m.d.comb += [self.write_addr.eq(index), self.write_en.eq(1),
+                             self.write_data.eq(reply_header.word_select(index[:3], 8))]
+                m.d.sync += index.eq(index + 1)
+                with m.If(index == HEADER_BYTES - 1):
+                    m.d.sync += [last_seq.eq(header.seq), last_command.eq(header.command),
+                                 last_total.eq(HEADER_BYTES + reply_len), last_valid.eq(1)]
+                    m.next = "SEND"
+            with m.State("SEND"):
+                m.d.comb += [self.send.eq(1), self.send_length.eq(HEADER_BYTES + reply_len),
+                             self.frame_release.eq(1)]
+                m.next = "IDLE"
+            with m.State("REPLAY"):
+                m.d.comb += [self.send.eq(1), self.send_length.eq(last_total),
+                             self.frame_release.eq(1)]
+                m.next = "IDLE"
+        return m
+
