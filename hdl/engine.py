@@ -106,7 +106,6 @@ class CommandEngine(wiring.Component):
         access_ok = ((access.region == Region.LEVELS) & (access.tile == 0) & (access.lane < cfg.lanes)
                      & (access.word <= words) & (access.count <= words - access.word))
         cell_bytes = Cat(Const(0, 1), access.count)  # 2 * count
-        cell_addr = Signal(range(max(cfg.words_per_lane, 2)))
 
         m.submodules.checksum = checksum = CRC32_ISO_HDLC().create()
 
@@ -125,10 +124,9 @@ class CommandEngine(wiring.Component):
             m.next = "HEADER"
 
         with m.FSM():
-            with m.State("IDLE"):
-                with m.If(self.frame_valid & ~self.sending):
-                    m.d.sync += index.eq(0)
-                    m.next = "LOAD"
+            with m.State("IDLE"), m.If(self.frame_valid & ~self.sending):
+                m.d.sync += index.eq(0)
+                m.next = "LOAD"
 
             with m.State("LOAD"):  # read_data follows read_addr by one cycle
                 m.d.comb += self.read_addr.eq(index)
@@ -146,51 +144,56 @@ class CommandEngine(wiring.Component):
                     reply(Status.VERSION)
                 with m.Elif(header.length != frame_payload):
                     reply(Status.LEN)
-                with m.Else():
-                    with m.Switch(header.command):
-                        with m.Case(Command.HELLO):
-                            reply(Status.OK, HELLO_BYTES)
-                            m.next = "HELLO"
-                        with m.Case(Command.WRITE):
-                            with m.If(~access_ok):
-                                reply(Status.RANGE)
-                            with m.Elif(header.length != ACCESS_BYTES + cell_bytes):
-                                reply(Status.LEN)
-                            with m.Else():
-                                m.d.sync += index.eq(0)
-                                m.next = "WRITE_CHECK" if cfg.g_bits < 8 else "WRITE"
-                        with m.Case(Command.READ, Command.CHECKSUM):
-                            with m.If(~access_ok):
-                                reply(Status.RANGE)
-                            with m.Elif(header.length != ACCESS_BYTES):
-                                reply(Status.LEN)
-                            with m.Elif((header.command == Command.READ)
-                                        & (cell_bytes > self.max_payload)):
-                                reply(Status.LEN)
-                            with m.Else():
-                                m.d.comb += checksum.start.eq(1)
-                                m.d.sync += [index.eq(0), half.eq(0)]
-                                m.next = "READ"
-                        with m.Case(Command.RUN):
-                            in_bytes = run.batch * cfg.rows
-                            out_bytes = run.batch * (2 * cfg.cols)
-                            with m.If(run.tile != 0):
-                                reply(Status.RANGE)
-                            with m.Elif((run.batch == 0) | (header.length != RUN_BYTES + in_bytes)
-                                        | (out_bytes > self.max_payload)):
-                                reply(Status.LEN)
-                            with m.Else():
-                                m.d.sync += [index.eq(0), half.eq(0), produced.eq(0),
-                                             feed.eq(RUN_START), primed.eq(0)]
-                                m.next = "RUN"
-                        with m.Case(Command.COUNTERS):
-                            reply(Status.OK, COUNTER_BYTES)
-                            m.next = "COUNTERS"
-                        with m.Case(Command.RESET):
-                            m.d.sync += counters.eq(0)
-                            reply(Status.OK)
-                        with m.Default():
-                            reply(Status.UNKNOWN_CMD)
+                with m.Else(), m.Switch(header.command):
+                    with m.Case(Command.HELLO):
+                        reply(Status.OK, HELLO_BYTES)
+                        m.next = "HELLO"
+                    with m.Case(Command.WRITE):
+                        with m.If(header.length < ACCESS_BYTES):
+                            reply(Status.LEN)
+                        with m.Elif(~access_ok):
+                            reply(Status.RANGE)
+                        with m.Elif(header.length != ACCESS_BYTES + cell_bytes):
+                            reply(Status.LEN)
+                        with m.Else():
+                            m.d.sync += index.eq(0)
+                            m.next = "WRITE_CHECK" if cfg.g_bits < 8 else "WRITE"
+                    with m.Case(Command.READ, Command.CHECKSUM):
+                        with m.If(header.length < ACCESS_BYTES):
+                            reply(Status.LEN)
+                        with m.Elif(~access_ok):
+                            reply(Status.RANGE)
+                        with m.Elif(header.length != ACCESS_BYTES):
+                            reply(Status.LEN)
+                        with m.Elif((header.command == Command.READ)
+                                    & (cell_bytes > self.max_payload)):
+                            reply(Status.LEN)
+                        with m.Else():
+                            m.d.comb += checksum.start.eq(1)
+                            m.d.sync += [index.eq(0), half.eq(0)]
+                            m.next = "READ"
+                    with m.Case(Command.RUN):
+                        in_bytes = run.batch * cfg.rows
+                        out_bytes = run.batch * (2 * cfg.cols)
+                        with m.If(header.length < RUN_BYTES):
+                            reply(Status.LEN)
+                        with m.Elif(run.tile != 0):
+                            reply(Status.RANGE)
+                        with m.Elif((run.batch == 0) | (header.length != RUN_BYTES + in_bytes)
+                                    | (out_bytes > self.max_payload)):
+                            reply(Status.LEN)
+                        with m.Else():
+                            m.d.sync += [index.eq(0), half.eq(0), produced.eq(0),
+                                         feed.eq(RUN_START), primed.eq(0)]
+                            m.next = "RUN"
+                    with m.Case(Command.COUNTERS):
+                        reply(Status.OK, COUNTER_BYTES)
+                        m.next = "COUNTERS"
+                    with m.Case(Command.RESET):
+                        m.d.sync += counters.eq(0)
+                        reply(Status.OK)
+                    with m.Default():
+                        reply(Status.UNKNOWN_CMD)
 
             with m.State("HELLO"):
                 hello = Hello.const({

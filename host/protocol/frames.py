@@ -149,21 +149,31 @@ class FrameError(ValueError):
     """Bytes between two delimiters that are not a valid frame; the reason says why."""
 
 
-def encode_frame(command, seq, payload=b"", status=Status.OK, version=PROTOCOL_VERSION):
-    """Header, payload and CRC, COBS-encoded, with the trailing ``0x00`` delimiter."""
+def encode_frame(command, seq, payload=b"", status=Status.OK, version=PROTOCOL_VERSION, reply=False):
+    """Header, payload and CRC, COBS-encoded, with the trailing ``0x00`` delimiter.
+
+    ``command`` is a :class:`Command` or a raw opcode (a device echoes unknown ones);
+    ``reply`` sets the reply bit.
+    """
+    opcode = command.value if isinstance(command, Command) else command
+    if not isinstance(opcode, int) or not 0 <= opcode < REPLY:
+        raise ValueError(f"command must be a Command or an opcode in [0, 127], not {command!r}")
     if not 0 <= seq <= 0xFF:
         raise ValueError(f"seq must be in [0, 255], not {seq!r}")
     if len(payload) > 0xFFFF:
         raise ValueError(f"payload of {len(payload)} bytes exceeds the 65535 a frame can carry")
-    body = (_HEADER.pack(version, Command(command).value, seq, Status(status).value, len(payload))
+    body = (_HEADER.pack(version, opcode | (REPLY if reply else 0), seq, Status(status).value,
+                         len(payload))
             + bytes(payload))
     return cobs.encode(body + struct.pack("<I", zlib.crc32(body))) + b"\x00"
 
 
-def decode_frame(encoded):
+def decode_frame(encoded, check_length=True):
     """Undo :func:`encode_frame` for the bytes of one frame (without the delimiter).
 
     Returns ``(header fields as a dict, payload)``; raises :class:`FrameError` otherwise.
+    A device passes ``check_length=False``: a LEN field that disagrees with the frame is
+    answered with status LEN, not dropped.
     """
     try:
         raw = cobs.decode(bytes(encoded))
@@ -176,7 +186,7 @@ def decode_frame(encoded):
         raise FrameError("CRC mismatch")
     version, command, seq, status, length = _HEADER.unpack(body[:HEADER_BYTES])
     payload = body[HEADER_BYTES:]
-    if length != len(payload):
+    if check_length and length != len(payload):
         raise FrameError(f"LEN says {length} bytes, the frame carries {len(payload)}")
     return {"version": version, "command": command, "seq": seq, "status": status,
             "length": length}, payload

@@ -17,7 +17,7 @@ import json
 import zlib
 from dataclasses import dataclass, field
 
-__all__ = ["PROTOCOL_VERSION", "TileConfig", "cell_address"]
+__all__ = ["PROTOCOL_VERSION", "TileConfig", "cell_address", "cell_at"]
 
 #: Bumped whenever the meaning of a configuration, layout or command changes.
 PROTOCOL_VERSION = 1
@@ -168,3 +168,12 @@ def cell_address(config, row, col):
     walks its words in order during an MVM. Works elementwise on numpy integer arrays.
     """
     return col % config.lanes, (col // config.lanes) * config.rows + row
+
+
+def cell_at(config, lane, word):
+    """Inverse of :func:`cell_address`: ``(col, row)`` held at ``(lane, word)``.
+
+    In a partial last column group some lanes hold padding words: their ``col`` is
+    ``>= config.cols``; the gateware stores them but never outputs them.
+    """
+    return (word // config.rows) * config.lanes + lane, word % config.rows

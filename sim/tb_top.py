@@ -1,0 +1,232 @@
+"""cocotb testbench of the device top through its UART pins, against the Python reference device.
+
+Every request goes to the RTL (via cocotbext-uart on ``rx``/``tx``) and to
+:class:`memxbar.reference.ReferenceDevice`; the reply frames must be identical byte for byte
+(COUNTERS: every field but ``cycles``, which only the RTL has).
+"""
+
+import json
+import os
+import struct
+import zlib
+
+import cocotb
+import numpy as np
+from cobs import cobs
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, Timer
+from cocotbext.uart import UartSink, UartSource
+
+from memxbar.protocol import TileConfig, cell_address
+from memxbar.protocol.frames import (
+    Access,
+    Command,
+    Counters,
+    Region,
+    Run,
+    Status,
+    decode_frame,
+    encode_frame,
+    struct_bytes,
+    struct_fields,
+)
+from memxbar.reference import ReferenceDevice
+
+CLOCK_NS = 10
+TIMEOUT_MS = 600_000
+
+
+class TopTB:
+    def __init__(self, dut):
+        self.dut = dut
+        self.cfg = TileConfig(**json.loads(os.environ["MEMXBAR_TILE_CONFIG"]))
+        self.divisor = int(os.environ["MEMXBAR_DIVISOR"])
+        self.max_payload = int(os.environ["MEMXBAR_MAX_PAYLOAD"])
+        self.rng = np.random.default_rng(11)
+        self.ref = ReferenceDevice(self.cfg, self.max_payload)
+        self.seq = 0
+        baud = 1e9 / (self.divisor * CLOCK_NS)
+        dut.rx.value = 1
+        self.source = UartSource(dut.rx, baud=baud)
+        self.sink = UartSink(dut.tx, baud=baud)
+        self.sink.log.setLevel("WARNING")
+        self.source.log.setLevel("WARNING")
+        cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns").start())
+
+    @property
+    def byte_ns(self):
+        return self.divisor * CLOCK_NS * 10
+
+    async def reset(self):
+        self.dut.rst.value = 1
+        await ClockCycles(self.dut.clk, 3)
+        self.dut.rst.value = 0
+        await ClockCycles(self.dut.clk, 3)
+
+    async def reply(self):
+        data = bytearray()
+        while not data or data[-1] != 0:
+            data += await self.sink.read(1)
+        return bytes(data)
+
+    async def exchange(self, wire):
+        """Send raw bytes to both devices; return the RTL's reply after checking it."""
+        want = self.ref.receive(wire)
+        await self.source.write(wire)
+        if not want:
+            await self.source.wait()
+            await Timer(self.byte_ns * 4, unit="ns")
+            assert self.sink.empty(), "the RTL replied where the reference device stays silent"
+            return None
+        got = await self.reply()
+        got_fields, got_payload = decode_frame(got[:-1])
+        if got_fields["command"] == Command.COUNTERS.value | 0x80:
+            want_fields, want_payload = decode_frame(want[:-1])
+            rtl, ref = struct_fields(Counters, got_payload), struct_fields(Counters, want_payload)
+            assert rtl["cycles"] > 0
+            rtl.pop("cycles"), ref.pop("cycles")
+            assert (got_fields, rtl) == (want_fields, ref)
+        else:
+            assert got == want, (f"RTL {decode_frame(got[:-1])} != reference "
+                                 f"{decode_frame(want[:-1])}")
+        return got_fields, got_payload
+
+    async def command(self, command, payload=b"", seq=None, **kwargs):
+        if seq is None:
+            seq, self.seq = self.seq, (self.seq + 1) % 256
+        return await self.exchange(encode_frame(command, seq, payload, **kwargs))
+
+    def access(self, lane, word, count, region=Region.LEVELS.value, tile=0):
+        return struct_bytes(Access, region=region, tile=tile, lane=lane, word=word, count=count)
+
+    async def program(self, g_plus, g_minus):
+        """WRITE every lane, in chunks that fit a frame."""
+        cfg = self.cfg
+        cols, rows = np.indices(g_plus.shape)
+        lanes, words = cell_address(cfg, rows, cols)
+        memory = np.zeros((cfg.lanes, cfg.words_per_lane, 2), dtype=np.uint8)
+        memory[lanes, words, 0], memory[lanes, words, 1] = g_plus, g_minus
+        chunk = (self.max_payload - len(self.access(0, 0, 0))) // 2
+        for lane in range(cfg.lanes):
+            for word in range(0, cfg.words_per_lane, chunk):
+                cells = memory[lane, word:word + chunk]
+                fields, _ = await self.command(Command.WRITE, self.access(lane, word, len(cells))
+                                               + cells.tobytes())
+                assert fields["status"] == Status.OK.value
+
+    async def checksums(self):
+        """The CRC-32 of every lane's memory, as CHECKSUM reports it."""
+        replies = [await self.command(Command.CHECKSUM, self.access(lane, 0, self.cfg.words_per_lane))
+                   for lane in range(self.cfg.lanes)]
+        return [payload for _, payload in replies]
+
+    def random_levels(self):
+        shape = (self.cfg.cols, self.cfg.rows)
+        return (self.rng.integers(0, self.cfg.g_max + 1, shape),
+                self.rng.integers(0, self.cfg.g_max + 1, shape))
+
+    def run_payload(self, batch):
+        x = self.rng.integers(-self.cfg.x_max, self.cfg.x_max + 1, (batch, self.cfg.rows))
+        return struct_bytes(Run, tile=0, batch=batch) + x.astype(np.int8).tobytes()
+
+
+@cocotb.test(timeout_time=TIMEOUT_MS, timeout_unit="ms")
+async def commands_match_the_reference_device(dut):
+    tb = TopTB(dut)
+    await tb.reset()
+    cfg = tb.cfg
+    fields, hello = await tb.command(Command.HELLO)
+    assert hello[:4] == b"MXB1"
+    max_batch = tb.max_payload // (2 * cfg.cols)
+    for _ in range(int(os.environ.get("MEMXBAR_TB_PROGRAMS", "4"))):
+        await tb.program(*tb.random_levels())
+        for lane in range(cfg.lanes):
+            await tb.command(Command.READ, tb.access(lane, 0, min(cfg.words_per_lane, tb.max_payload // 2)))
+        await tb.checksums()
+        for batch in (1, max_batch, int(tb.rng.integers(1, max_batch + 1))):
+            fields, _ = await tb.command(Command.RUN, tb.run_payload(batch))
+            assert fields["status"] == Status.OK.value
+    await tb.command(Command.COUNTERS)
+    await tb.command(Command.RESET)
+    await tb.command(Command.COUNTERS)
+
+
+@cocotb.test(timeout_time=TIMEOUT_MS, timeout_unit="ms")
+async def bad_requests_get_status_and_leave_memory_untouched(dut):
+    tb = TopTB(dut)
+    await tb.reset()
+    cfg = tb.cfg
+    await tb.program(*tb.random_levels())
+    before = await tb.checksums()
+    words = cfg.words_per_lane
+    bad = [
+        (Command.WRITE, tb.access(cfg.lanes, 0, 1) + b"\x00\x00", Status.RANGE),
+        (Command.WRITE, tb.access(0, words, 1) + b"\x00\x00", Status.RANGE),
+        (Command.WRITE, tb.access(0, 1, words) + bytes(2 * words), Status.RANGE),
+        (Command.WRITE, tb.access(0, 0xFFFF, 2) + bytes(4), Status.RANGE),   # word + count wraps
+        (Command.WRITE, tb.access(0, 2, 0xFFFF) + bytes(4), Status.RANGE),
+        (Command.WRITE, tb.access(0, 0, 1, region=7) + bytes(2), Status.RANGE),
+        (Command.WRITE, tb.access(0, 0, 1, tile=1) + bytes(2), Status.RANGE),
+        (Command.WRITE, tb.access(0, 0, 2) + bytes(3), Status.LEN),
+        (Command.WRITE, tb.access(0, 0, 1), Status.LEN),
+        (Command.WRITE, b"\x00\x00", Status.LEN),
+        (Command.READ, b"\x07", Status.LEN),
+        (Command.RUN, b"\x00\x01", Status.LEN),
+        (Command.READ, tb.access(0, 0, 1) + b"\x00", Status.LEN),
+        (Command.READ, tb.access(0, 0xFFFF, 0xFFFF), Status.RANGE),
+        (Command.RUN, struct_bytes(Run, tile=0, batch=0), Status.LEN),
+        (Command.RUN, struct_bytes(Run, tile=0, batch=2) + bytes(cfg.rows), Status.LEN),
+        (Command.RUN, struct_bytes(Run, tile=1, batch=1) + bytes(cfg.rows), Status.RANGE),
+        (Command.CONFIG, b"", Status.UNKNOWN_CMD),
+        (0x55, b"", Status.UNKNOWN_CMD),
+    ]
+    if cfg.g_bits < 8:
+        bad.append((Command.WRITE, tb.access(0, 0, 2) + bytes([1, 2, 1 << cfg.g_bits, 0]),
+                    Status.RANGE))
+    if tb.max_payload // (2 * cfg.cols) < 0xFFFF:
+        batch = tb.max_payload // (2 * cfg.cols) + 1
+        if 3 + batch * cfg.rows <= tb.max_payload:
+            bad.append((Command.RUN, tb.run_payload(batch), Status.LEN))
+    for command, payload, status in bad:
+        fields, _ = await tb.command(command, payload)
+        assert fields["status"] == status.value, (command, payload[:8].hex(), fields)
+    fields, _ = await tb.command(Command.HELLO, version=2)
+    assert fields["status"] == Status.VERSION.value
+    fields, _ = await tb.exchange(_with_length(Command.HELLO, 201, b"\x01\x02", 5))
+    assert fields["status"] == Status.LEN.value
+    assert await tb.checksums() == before
+
+
+@cocotb.test(timeout_time=TIMEOUT_MS, timeout_unit="ms")
+async def replayed_seq_returns_the_cached_reply_without_executing(dut):
+    tb = TopTB(dut)
+    await tb.reset()
+    await tb.command(Command.RESET)
+    levels = tb.random_levels()
+    await tb.program(*levels)
+    payload = tb.access(0, 0, 1) + b"\x01\x00"
+    first = await tb.command(Command.WRITE, payload, seq=77)
+    again = await tb.command(Command.WRITE, payload, seq=77)  # the reference checks equal bytes
+    assert first == again
+    _, counters = await tb.command(Command.COUNTERS)
+    fields = struct_fields(Counters, counters)
+    assert fields["cell_writes"] == tb.cfg.lanes * tb.cfg.words_per_lane + 1
+
+
+@cocotb.test(timeout_time=TIMEOUT_MS, timeout_unit="ms")
+async def garbage_and_cut_frames_are_dropped(dut):
+    tb = TopTB(dut)
+    await tb.reset()
+    for n in range(int(os.environ.get("MEMXBAR_TB_GARBAGE", "30"))):
+        garbage = tb.rng.integers(0, 256, int(tb.rng.integers(1, 40)), dtype=np.uint8).tobytes()
+        await tb.exchange(garbage + b"\x00")
+        good = encode_frame(Command.HELLO, n, b"")
+        await tb.exchange(good[: int(tb.rng.integers(1, len(good) - 1))] + b"\x00")
+        fields, _ = await tb.command(Command.HELLO)
+        assert fields["status"] == Status.OK.value
+
+
+def _with_length(command, seq, payload, length):
+    """A valid frame whose LEN field lies about its payload."""
+    body = struct.pack("<BBBBH", 1, command.value, seq, 0, length) + payload
+    return cobs.encode(body + struct.pack("<I", zlib.crc32(body))) + b"\x00"
