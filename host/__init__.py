@@ -8,7 +8,7 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from .device import Device, DeviceInfo, Tile, open
-from .errors import DeviceClosed, MemxbarError, UnsupportedURL
+from .errors import DeviceClosed, DeviceError, LinkError, MemxbarError, UnsupportedURL, VersionMismatch
 from .protocol import TileConfig
 
 try:
@@ -16,5 +16,5 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0+unknown"
 
-__all__ = ["Device", "DeviceClosed", "DeviceInfo", "MemxbarError", "Tile", "TileConfig",
-           "UnsupportedURL", "__version__", "open"]
+__all__ = ["Device", "DeviceClosed", "DeviceError", "DeviceInfo", "LinkError", "MemxbarError",
+           "Tile", "TileConfig", "UnsupportedURL", "VersionMismatch", "__version__", "open"]

@@ -98,14 +98,26 @@ class Device:
         return f"<memxbar.Device {state} {self.info.rows}x{self.info.cols}>"
 
 
-def open(url="model://"):
-    """Open a device by URL. Now: ``model://[?rows=..&cols=..&lanes=..&tiles=..]``."""
+def open(url="model://", **options):
+    """Open a device by URL.
+
+    ``model://[?rows=..&cols=..&lanes=..&tiles=..]`` is the golden model in process; any other
+    URL is a pyserial port or URL (``/dev/ttyUSB1``, ``COM3``, ``socket://host:port``) with a
+    memxbar device behind it. ``options`` go to the serial backend: ``baudrate``, ``timeout``
+    (seconds per reply), ``retries``, ``expect_build_id``.
+    """
     if not isinstance(url, str):
         raise TypeError(f"url must be a string, not {url!r}")
     scheme = urlsplit(url).scheme
     if scheme == "model":
+        if options:
+            raise TypeError(f"model:// takes no options, got {sorted(options)}")
         from .backends.model import ModelBackend
 
         return Device(ModelBackend(url))
-    raise UnsupportedURL(f"cannot open {url!r}: no backend for scheme {scheme or url!r}; "
-                         f"this version supports model://")
+    if scheme == "sim":
+        raise UnsupportedURL("sim:// is not available yet: start `memxbar sim` and open the "
+                             "socket:// URL it prints")
+    from .backends.serial import SerialBackend
+
+    return Device(SerialBackend(url, **options))

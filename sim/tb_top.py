@@ -17,7 +17,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, Timer
 from cocotbext.uart import UartSink, UartSource
 
-from memxbar.protocol import TileConfig, cell_address
+from memxbar.protocol import TileConfig, lane_memory
 from memxbar.protocol.frames import (
     Access,
     Command,
@@ -102,10 +102,7 @@ class TopTB:
     async def program(self, g_plus, g_minus):
         """WRITE every lane, in chunks that fit a frame."""
         cfg = self.cfg
-        cols, rows = np.indices(g_plus.shape)
-        lanes, words = cell_address(cfg, rows, cols)
-        memory = np.zeros((cfg.lanes, cfg.words_per_lane, 2), dtype=np.uint8)
-        memory[lanes, words, 0], memory[lanes, words, 1] = g_plus, g_minus
+        memory = lane_memory(cfg, g_plus, g_minus)
         chunk = (self.max_payload - len(self.access(0, 0, 0))) // 2
         for lane in range(cfg.lanes):
             for word in range(0, cfg.words_per_lane, chunk):

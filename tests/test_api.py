@@ -114,8 +114,8 @@ def test_tile_index_and_closed_device():
 
 
 @pytest.mark.parametrize(("url", "message"), [
-    ("sim://", r"no backend for scheme 'sim'"),
-    ("/dev/ttyUSB1", r"no backend for scheme '/dev/ttyUSB1'"),
+    ("sim://", r"sim:// is not available yet"),
+    ("xyz://nowhere", r"cannot open 'xyz://nowhere': .*protocol 'xyz' not known"),
     ("model://?rows=ten", r"parameter rows='ten' .* is not an integer"),
     ("model://?colour=red", r"unknown parameter 'colour'"),
     ("model://?lanes=65", r"lanes must be in \[1, 64\], not 65"),

@@ -17,7 +17,7 @@ import json
 import zlib
 from dataclasses import dataclass, field
 
-__all__ = ["PROTOCOL_VERSION", "TileConfig", "cell_address", "cell_at"]
+__all__ = ["PROTOCOL_VERSION", "TileConfig", "cell_address", "cell_at", "lane_memory"]
 
 #: Bumped whenever the meaning of a configuration, layout or command changes.
 PROTOCOL_VERSION = 1
@@ -177,3 +177,18 @@ def cell_at(config, lane, word):
     ``>= config.cols``; the gateware stores them but never outputs them.
     """
     return (word // config.rows) * config.lanes + lane, word % config.rows
+
+
+def lane_memory(config, g_plus, g_minus):
+    """The tile's block RAM image of ``(cols, rows)`` levels: uint8 ``(lanes, words, 2)``.
+
+    Padding words of a partial last column group are 0. Needs ``g_bits <= 8``, as the link does.
+    """
+    import numpy as np
+
+    cols, rows = np.indices((config.cols, config.rows))
+    lanes, words = cell_address(config, rows, cols)
+    memory = np.zeros((config.lanes, config.words_per_lane, 2), dtype=np.uint8)
+    memory[lanes, words, 0] = g_plus
+    memory[lanes, words, 1] = g_minus
+    return memory

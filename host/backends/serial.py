@@ -1,0 +1,97 @@
+"""A device behind a byte link: a board's UART, ``socket://`` to the simulator, any pyserial URL.
+
+On connect the backend asks HELLO, checks the magic, the protocol version and that the build
+id matches the configuration the device reports, then drives the tile with WRITE and RUN.
+"""
+
+import numpy as np
+import serial
+
+from ..errors import LinkError, UnsupportedURL, VersionMismatch
+from ..link import Link
+from ..protocol import PROTOCOL_VERSION, TileConfig, lane_memory
+from ..protocol.frames import MAGIC, Access, Command, Hello, Region, Run, struct_bytes, struct_fields
+from . import Backend
+
+__all__ = ["SerialBackend"]
+
+ACCESS_BYTES = len(struct_bytes(Access))
+RUN_BYTES = len(struct_bytes(Run))
+
+
+class SerialBackend(Backend):
+    """Parameters: ``url`` for ``serial.serial_for_url``; ``baudrate``; ``timeout`` per reply in
+    seconds; ``retries``; ``expect_build_id`` to insist on one build (``None``: any)."""
+
+    name = "serial"
+
+    def __init__(self, url, baudrate=3_000_000, timeout=1.0, retries=3, expect_build_id=None,
+                 port=None):
+        if port is None:
+            try:
+                port = serial.serial_for_url(url, baudrate=baudrate, timeout=timeout,
+                                             write_timeout=timeout)
+            except serial.SerialException as error:
+                raise LinkError(f"cannot open {url!r}: {error}") from None
+            except ValueError as error:  # pyserial's word for a URL scheme it does not know
+                raise UnsupportedURL(f"cannot open {url!r}: {error}") from None
+        self.link = Link(port, timeout=timeout, retries=retries)
+        try:
+            self._connect(expect_build_id)
+        except BaseException:
+            self.link.close()
+            raise
+
+    def _connect(self, expect_build_id):
+        hello = struct_fields(Hello, self.link.transact(Command.HELLO))
+        if hello["magic"] != MAGIC:
+            raise LinkError("the port answers, but not as a memxbar device (wrong HELLO magic)")
+        if hello["protocol"] != PROTOCOL_VERSION:
+            raise VersionMismatch(
+                f"the device speaks protocol {hello['protocol']}, this memxbar speaks "
+                f"{PROTOCOL_VERSION}: rebuild and reflash the device with this version "
+                f"(memxbar build / memxbar flash), or install the matching memxbar")
+        fields = {name: hello[name] for name in ("rows", "cols", "lanes", "g_bits", "dac_bits",
+                                                 "adc_bits", "acc_width", "adc_shift")}
+        self.config = TileConfig(**fields)
+        self.tiles = hello["tiles"]
+        self.max_payload = hello["max_payload"]
+        self.build_id = hello["build_id"]
+        if self.build_id != self.config.build_id:
+            raise VersionMismatch(
+                f"the device's build id {self.build_id:08x} does not match the configuration it "
+                f"reports ({self.config.build_id:08x} expected): it was built by another memxbar "
+                f"version; rebuild and reflash it")
+        if expect_build_id is not None and self.build_id != expect_build_id:
+            raise VersionMismatch(f"the device runs build {self.build_id:08x}, not the expected "
+                                  f"{expect_build_id:08x}: flash the bitstream you built")
+
+    def program_levels(self, tile, g_plus, g_minus):
+        memory = lane_memory(self.config, g_plus, g_minus)
+        chunk = (self.max_payload - ACCESS_BYTES) // 2
+        for lane in range(self.config.lanes):
+            for word in range(0, self.config.words_per_lane, chunk):
+                cells = memory[lane, word:word + chunk]
+                access = struct_bytes(Access, region=Region.LEVELS.value, tile=tile, lane=lane,
+                                      word=word, count=len(cells))
+                self.link.transact(Command.WRITE, access + cells.tobytes())
+
+    def run_codes(self, tile, x_codes):
+        cfg = self.config
+        per_frame = max(1, min(self.max_payload // (2 * cfg.cols),
+                               (self.max_payload - RUN_BYTES) // cfg.rows))
+        out = []
+        for start in range(0, len(x_codes), per_frame):
+            batch = x_codes[start:start + per_frame]
+            request = struct_bytes(Run, tile=tile, batch=len(batch)) + batch.astype(np.int8).tobytes()
+            reply = self.link.transact(Command.RUN, request)
+            out.append(np.frombuffer(reply, dtype="<i2").astype(np.int64).reshape(len(batch), cfg.cols))
+        return np.concatenate(out) if out else np.zeros((0, cfg.cols), dtype=np.int64)
+
+    def counters(self):
+        from ..protocol.frames import Counters
+
+        return struct_fields(Counters, self.link.transact(Command.COUNTERS))
+
+    def close(self):
+        self.link.close()

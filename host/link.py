@@ -1,0 +1,116 @@
+"""Requests and replies over a byte port: framed, checked, retried, never hanging.
+
+Works on anything with pyserial's port interface (``read``, ``write``, ``timeout``,
+``write_timeout``, ``close``): a serial port, ``socket://`` to the simulator, ``loop://``.
+Every command is safe to retry: the device answers a repeated SEQ with its cached reply.
+"""
+
+import time
+
+import serial
+
+from .errors import DeviceError, LinkError, VersionMismatch
+from .protocol.frames import REPLY, Command, FrameError, Status, decode_frame, encode_frame
+
+__all__ = ["Link"]
+
+
+class Link:
+    """One request, one reply, over ``port``.
+
+    Parameters
+    ----------
+    port
+        An open pyserial-like port.
+    timeout : float
+        Seconds to wait for each reply (and for each write to drain).
+    retries : int
+        Extra attempts after a lost or corrupted reply.
+    clock : callable
+        Monotonic seconds; tests pass a virtual clock.
+    """
+
+    def __init__(self, port, timeout=1.0, retries=3, clock=time.monotonic):
+        if not timeout > 0:
+            raise ValueError(f"timeout must be positive, not {timeout!r}")
+        if not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"retries must be a non-negative integer, not {retries!r}")
+        self.port = port
+        self.timeout = timeout
+        self.retries = retries
+        self.clock = clock
+        self.port.write_timeout = timeout
+        self._seq = 0
+        self._buffer = bytearray()
+        self.attempts = 0  # requests sent, retries included: the fault tests read it
+
+    def transact(self, command, payload=b""):
+        """Send ``command`` and return the reply's payload; raise on any failure."""
+        seq, self._seq = self._seq, (self._seq + 1) % 256
+        # A leading delimiter ends whatever partial frame the device may be holding.
+        request = b"\x00" + encode_frame(command, seq, payload)
+        for _ in range(self.retries + 1):
+            self.attempts += 1
+            self._write(request)
+            reply = self._await_reply(command, seq, self.clock() + self.timeout)
+            if reply is None:
+                continue
+            fields, reply_payload = reply
+            status = Status(fields["status"])
+            if status == Status.VERSION:
+                raise VersionMismatch(f"the device does not speak protocol {fields['version']}; "
+                                      "rebuild and reflash it with this memxbar version")
+            if status != Status.OK:
+                raise DeviceError(command, status)
+            return reply_payload
+        raise LinkError(f"no valid reply to {_name(command)} in {self.retries + 1} attempts of "
+                        f"{self.timeout:g} s: is the device connected, powered and flashed?")
+
+    def close(self):
+        self.port.close()
+
+    def _write(self, data):
+        try:
+            self.port.write(data)
+            self.port.flush()
+        except serial.SerialTimeoutException:
+            raise LinkError(f"writing to the port took longer than {self.timeout:g} s") from None
+        except (serial.SerialException, OSError) as error:
+            raise LinkError(f"the port failed while writing: {error}") from None
+
+    def _await_reply(self, command, seq, deadline):
+        want = (_opcode(command) | REPLY, seq)
+        while (frame := self._read_frame(deadline)) is not None:
+            if not frame:
+                continue
+            try:
+                fields, payload = decode_frame(frame)
+            except FrameError:
+                continue  # garbage or a corrupted reply: the retry will fetch the cached one
+            if (fields["command"], fields["seq"]) == want:
+                return fields, payload
+        return None
+
+    def _read_frame(self, deadline):
+        """Bytes up to the next delimiter, or ``None`` at the deadline."""
+        while (end := self._buffer.find(0)) < 0:
+            remaining = deadline - self.clock()
+            if remaining <= 0:
+                return None
+            self.port.timeout = remaining
+            try:
+                chunk = self.port.read(max(1, self.port.in_waiting))
+            except (serial.SerialException, OSError) as error:
+                raise LinkError(f"the port failed while reading: {error}") from None
+            self._buffer += chunk
+        frame = bytes(self._buffer[:end])
+        del self._buffer[:end + 1]
+        return frame
+
+
+def _opcode(command):
+    return command.value if isinstance(command, Command) else command
+
+
+def _name(command):
+    return command.name if isinstance(command, Command) else f"opcode 0x{command:02x}"
