@@ -3,6 +3,7 @@
 import argparse
 import json
 import sys
+from importlib.metadata import entry_points
 
 from . import __version__
 from .errors import MemxbarError
@@ -34,7 +35,8 @@ def _info(args):
 
 
 def _parser():
-    parser = argparse.ArgumentParser(prog="memxbar", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="memxbar", description="memxbar: an open FPGA emulator of memristor crossbar tiles")
     parser.add_argument("--version", action="version", version=f"memxbar {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     info = commands.add_parser("info", help="show a device's geometry, formats and build id")
@@ -42,6 +44,8 @@ def _parser():
                       help="device URL (default: model://, the golden model)")
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.set_defaults(run=_info)
+    for entry in entry_points(group="memxbar.commands"):  # e.g. `memxbar sim`, from memxbar.sim
+        entry.load()(commands)
     return parser
 
 

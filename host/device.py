@@ -1,9 +1,10 @@
 """The host API: ``memxbar.open(url)`` -> :class:`Device` -> :class:`Tile`, for every backend."""
 
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from urllib.parse import urlsplit
 
-from .errors import DeviceClosed, UnsupportedURL
+from .errors import DeviceClosed
 from .protocol import TileConfig
 from .validate import integer_array
 
@@ -101,7 +102,9 @@ class Device:
 def open(url="model://", **options):
     """Open a device by URL.
 
-    ``model://[?rows=..&cols=..&lanes=..&tiles=..]`` is the golden model in process; any other
+    ``model://[?rows=..&cols=..&lanes=..&tiles=..]`` is the golden model in process;
+    ``sim://[?rows=..&...&divisor=..&max_payload=..]`` starts the RTL under Verilator behind a
+    simulated serial port (built once, cached) and stops it on close; any other
     URL is a pyserial port or URL (``/dev/ttyUSB1``, ``COM3``, ``socket://host:port``) with a
     memxbar device behind it. ``options`` go to the serial backend: ``baudrate``, ``timeout``
     (seconds per reply), ``retries``, ``expect_build_id``.
@@ -115,9 +118,9 @@ def open(url="model://", **options):
         from .backends.model import ModelBackend
 
         return Device(ModelBackend(url))
-    if scheme == "sim":
-        raise UnsupportedURL("sim:// is not available yet: start `memxbar sim` and open the "
-                             "socket:// URL it prints")
+    plugins = {entry.name: entry for entry in entry_points(group="memxbar.backends")}
+    if scheme in plugins:  # e.g. sim://, provided by memxbar.sim without the host importing it
+        return Device(plugins[scheme].load()(url, **options))
     from .backends.serial import SerialBackend
 
     return Device(SerialBackend(url, **options))

@@ -16,16 +16,16 @@ from memxbar.model import mvm_codes
 from memxbar.protocol import TileConfig, lane_memory
 from memxbar.protocol.frames import Access, Command, Region, Status, struct_bytes
 from memxbar.reference import ReferenceDevice
-from memxbar.sim.channel import ReferencePort, VirtualClock
+from memxbar.sim.channel import DevicePort, FaultyPort
 
 CONFIG = TileConfig(rows=10, cols=7, lanes=3, g_bits=4, dac_bits=6, adc_bits=8)
 
 
 def reference_device(faults=0.0, seed=0, max_payload=128, timeout=0.05, retries=3):
-    clock = VirtualClock()
-    port = ReferencePort(ReferenceDevice(CONFIG, max_payload), faults, seed, clock)
-    backend = SerialBackend("reference", timeout=timeout, retries=retries, port=port)
-    backend.link.clock = clock
+    inner = DevicePort(ReferenceDevice(CONFIG, max_payload))
+    port = FaultyPort(inner, faults, seed)
+    backend = SerialBackend("reference", timeout=timeout, retries=retries, port=port,
+                            clock=inner.clock)
     return Device(backend), port
 
 

@@ -4,6 +4,8 @@ On connect the backend asks HELLO, checks the magic, the protocol version and th
 id matches the configuration the device reports, then drives the tile with WRITE and RUN.
 """
 
+import time
+
 import numpy as np
 import serial
 
@@ -21,12 +23,13 @@ RUN_BYTES = len(struct_bytes(Run))
 
 class SerialBackend(Backend):
     """Parameters: ``url`` for ``serial.serial_for_url``; ``baudrate``; ``timeout`` per reply in
-    seconds; ``retries``; ``expect_build_id`` to insist on one build (``None``: any)."""
+    seconds; ``retries``; ``expect_build_id`` to insist on one build (``None``: any); ``port``
+    an already open port instead of ``url`` and ``clock`` its time source (tests)."""
 
     name = "serial"
 
     def __init__(self, url, baudrate=3_000_000, timeout=1.0, retries=3, expect_build_id=None,
-                 port=None):
+                 port=None, clock=time.monotonic):
         if port is None:
             try:
                 port = serial.serial_for_url(url, baudrate=baudrate, timeout=timeout,
@@ -35,7 +38,7 @@ class SerialBackend(Backend):
                 raise LinkError(f"cannot open {url!r}: {error}") from None
             except ValueError as error:  # pyserial's word for a URL scheme it does not know
                 raise UnsupportedURL(f"cannot open {url!r}: {error}") from None
-        self.link = Link(port, timeout=timeout, retries=retries)
+        self.link = Link(port, timeout=timeout, retries=retries, clock=clock)
         try:
             self._connect(expect_build_id)
         except BaseException:

@@ -1,0 +1,48 @@
+"""``sim://``: a simulated device started for this connection and stopped when it closes.
+
+Registered as the ``sim`` entry point of ``memxbar.backends``, so the host library finds it
+without importing the gateware. The URL's query takes TileConfig fields plus ``divisor`` and
+``max_payload``, e.g. ``sim://?rows=32&cols=32&lanes=4``.
+"""
+
+from urllib.parse import parse_qsl, urlsplit
+
+from memxbar.backends.serial import SerialBackend
+from memxbar.protocol import TileConfig
+
+from .device import DEFAULT_DIVISOR, DEFAULT_MAX_PAYLOAD, SimulatedDevice
+
+__all__ = ["SimBackend"]
+
+#: The simulator computes at about 1e6 cycles/s: replies take far longer than on a board.
+SIM_TIMEOUT = 10.0
+
+
+class SimBackend(SerialBackend):
+    name = "sim"
+
+    def __init__(self, url, timeout=SIM_TIMEOUT, retries=3):
+        query = urlsplit(url).query
+        try:
+            params = {key: int(value) for key, value in parse_qsl(query, strict_parsing=bool(query))}
+        except ValueError:
+            raise ValueError(f"malformed query in {url!r}: expected integer key=value pairs") from None
+        link = {"divisor": params.pop("divisor", DEFAULT_DIVISOR),
+                "max_payload": params.pop("max_payload", DEFAULT_MAX_PAYLOAD)}
+        unknown = sorted(set(params) - set(TileConfig.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown parameter {unknown[0]!r} in {url!r}")
+        config = TileConfig(**params)
+        self.simulator = SimulatedDevice(config, **link)
+        try:
+            super().__init__(self.simulator.url, timeout=timeout, retries=retries,
+                             expect_build_id=config.build_id)
+        except BaseException:
+            self.simulator.close()
+            raise
+
+    def close(self):
+        try:
+            super().close()
+        finally:
+            self.simulator.close()

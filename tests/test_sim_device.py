@@ -1,0 +1,132 @@
+"""sim://: the Verilated top behind a simulated serial port, driven by the host library."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import serial
+
+import memxbar
+from memxbar.backends.serial import SerialBackend
+from memxbar.device import Device
+from memxbar.model import mvm_codes
+from memxbar.protocol.frames import Command, Status, decode_frame, encode_frame
+
+SMALL = "rows=10&cols=7&lanes=3&g_bits=4&dac_bits=6&adc_bits=8&max_payload=128"
+pytestmark = pytest.mark.verilator
+
+
+@pytest.fixture(scope="module")
+def sim_device():
+    with memxbar.open(f"sim://?{SMALL}") as dev:
+        yield dev
+
+
+def random_case(cfg, rng, batch):
+    levels = rng.integers(0, cfg.g_max + 1, (2, cfg.cols, cfg.rows))
+    return levels, rng.integers(-cfg.x_max, cfg.x_max + 1, (batch, cfg.rows))
+
+
+@pytest.mark.parametrize("query", [SMALL, "rows=64&cols=64&lanes=8"])
+def test_sim_and_model_agree_bit_for_bit(query):
+    rng = np.random.default_rng(4)
+    model_query = re.sub(r"&?max_payload=\d+", "", query)
+    with memxbar.open(f"sim://?{query}") as sim, memxbar.open(f"model://?{model_query}") as model:
+        assert sim.info.build_id == model.info.build_id
+        cfg = sim.info.config
+        for batch in (1, 3, 40):
+            levels, x = random_case(cfg, rng, batch)
+            sim.tile(0).program_levels(*levels)
+            model.tile(0).program_levels(*levels)
+            assert np.array_equal(sim.tile(0).run_codes(x), model.tile(0).run_codes(x))
+
+
+def test_faulty_wire_to_the_rtl_never_corrupts_silently(sim_device):
+    """>= 500 commands through byte drops, flips, inserts and duplicates at 1e-3 each."""
+    from memxbar.sim.channel import FaultyPort
+
+    rng = np.random.default_rng(5)
+    url = sim_device._backend.simulator.url
+    port = FaultyPort(serial.serial_for_url(url, timeout=0.2), 1e-3, seed=6)
+    dev = Device(SerialBackend(url, timeout=0.2, retries=4, port=port))
+    cfg = dev.info.config
+    levels, _ = random_case(cfg, rng, 1)
+    dev.tile(0).program_levels(*levels)
+    verified = link_errors = 0
+    for _ in range(500):
+        x = rng.integers(-cfg.x_max, cfg.x_max + 1, (int(rng.integers(1, 5)), cfg.rows))
+        try:
+            assert np.array_equal(dev.tile(0).run_codes(x), mvm_codes(cfg, *levels, x))
+            verified += 1
+        except memxbar.LinkError:
+            link_errors += 1
+    dev.close()
+    print(f"\n{port.injected} faults injected; {verified} verified, {link_errors} LinkError")
+    assert port.injected > 50 and verified + link_errors == 500 and verified > 480
+
+
+def test_garbage_never_yields_a_frame_and_the_next_valid_frame_is_answered(sim_device):
+    url = sim_device._backend.simulator.url
+    port = serial.serial_for_url(url, timeout=5)
+    rng = np.random.default_rng(7)
+    cases = int(os.environ.get("MEMXBAR_GARBAGE_CASES", "10000"))
+    replies = 0
+    for n in range(cases):
+        garbage = rng.integers(0, 256, int(rng.integers(1, 24)), dtype=np.uint8).tobytes()
+        port.write(garbage + b"\x00" + encode_frame(Command.HELLO, n % 256))
+        reply = port.read_until(b"\x00")
+        fields, _ = decode_frame(reply[:-1])
+        assert (fields["seq"], fields["status"]) == (n % 256, Status.OK.value), "garbage answered"
+        replies += 1
+    port.timeout = 0.2
+    assert port.read(1) == b""  # nothing more than one reply per valid frame
+    assert replies == cases
+    port.close()
+
+
+def test_every_prefix_of_a_frame_then_a_valid_frame(sim_device):
+    url = sim_device._backend.simulator.url
+    port = serial.serial_for_url(url, timeout=5)
+    frame = encode_frame(Command.HELLO, 1)
+    for cut in range(1, len(frame) - 1):
+        port.write(frame[:cut] + b"\x00" + encode_frame(Command.HELLO, 100 + cut))
+        fields, _ = decode_frame(port.read_until(b"\x00")[:-1])
+        assert fields["seq"] == 100 + cut
+    port.close()
+
+
+def test_memxbar_sim_prints_a_port_pyserial_opens():
+    process = subprocess.Popen(
+        [sys.executable, "-m", "memxbar.cli", "sim", "--rows", "10", "--cols", "7", "--lanes", "3",
+         "--g-bits", "4", "--dac-bits", "6", "--adc-bits", "8", "--max-payload", "128"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        lines = [process.stdout.readline() for _ in range(3)]
+        tcp = re.search(r"socket://\S+", lines[1]).group()
+        pty = re.search(r"/dev/\S+", lines[2]).group()
+        with serial.Serial(pty, timeout=5) as port:
+            port.write(b"\x00" + encode_frame(Command.HELLO, 3))
+            fields, hello = decode_frame(port.read_until(b"\x00")[:-1])
+            assert fields["status"] == Status.OK.value and hello[:4] == b"MXB1"
+        with memxbar.open(tcp, timeout=5) as dev:
+            assert dev.info.rows == 10
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(10) == 0
+        assert "stopped" in process.stdout.read()
+        process.stdout.close()
+
+
+def test_closing_sim_stops_the_simulator():
+    dev = memxbar.open(f"sim://?{SMALL}")
+    simulator = dev._backend.simulator._process
+    dev.close()
+    deadline = time.monotonic() + 5
+    while simulator.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert simulator.poll() is not None
