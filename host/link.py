@@ -42,7 +42,9 @@ class Link:
         self.port.write_timeout = timeout
         self._seq = 0
         self._buffer = bytearray()
-        self.attempts = 0  # requests sent, retries included: the fault tests read it
+        self.attempts = 0  # requests sent, retries included
+        self.bytes_sent = 0  # wire bytes, for the efficiency benchmark
+        self.bytes_received = 0
 
     def transact(self, command, payload=b""):
         """Send ``command`` and return the reply's payload; raise on any failure."""
@@ -73,6 +75,7 @@ class Link:
         try:
             self.port.write(data)
             self.port.flush()
+            self.bytes_sent += len(data)
         except serial.SerialTimeoutException:
             raise LinkError(f"writing to the port took longer than {self.timeout:g} s") from None
         except (serial.SerialException, OSError) as error:
@@ -103,6 +106,7 @@ class Link:
             except (serial.SerialException, OSError) as error:
                 raise LinkError(f"the port failed while reading: {error}") from None
             self._buffer += chunk
+            self.bytes_received += len(chunk)
         frame = bytes(self._buffer[:end])
         del self._buffer[:end + 1]
         return frame

@@ -15,6 +15,7 @@ import numpy as np
 
 import memxbar
 from memxbar.hdl import Tile
+from memxbar.protocol.frames import Command
 
 from . import verilator
 from .configs import VERIFIED_TILES
@@ -57,6 +58,39 @@ def rtl_free_running(config, cycles):
     return int(done) / float(seconds), int(done) / mvms
 
 
+def link_figures(clock_hz=12e6, divisor=4, batches=(1, 8, 64, 256)):
+    """RUN over sim:// at 3 Mbaud (12 MHz / 4): wire efficiency, line use, MVMs/s, round trip."""
+    rng = np.random.default_rng(0)
+    rows = []
+    with memxbar.open(f"sim://?rows=64&cols=64&lanes=8&divisor={divisor}") as dev:
+        backend, tile = dev._backend, dev.tile(0)
+        cfg = tile.config
+        tile.program_levels(*rng.integers(0, cfg.g_max + 1, (2, cfg.cols, cfg.rows)))
+        link = backend.link
+        started = time.perf_counter()
+        for _ in range(20):
+            link.transact(Command.HELLO)
+        round_trip = (time.perf_counter() - started) / 20
+        for batch in batches:
+            x = rng.integers(-cfg.x_max, cfg.x_max + 1, (batch, cfg.rows))
+            before = backend.counters()
+            sent, received = link.bytes_sent, link.bytes_received
+            started = time.perf_counter()
+            tile.run_codes(x)
+            wall = time.perf_counter() - started
+            sent, received = link.bytes_sent - sent, link.bytes_received - received
+            # device time from the RUN requests' first byte to the next COUNTERS request
+            cycles = backend.counters()["cycles"] - before["cycles"]
+            payload_in, payload_out = batch * cfg.rows, batch * cfg.cols * 2
+            bit_cycles = 10 * divisor
+            rows.append({
+                "batch": batch, "efficiency_in": payload_in / sent, "efficiency_out": payload_out / received,
+                "line_in": sent * bit_cycles / cycles, "line_out": received * bit_cycles / cycles,
+                "device_mvms_per_s": batch / (cycles / clock_hz), "sim_mvms_per_s": batch / wall,
+            })
+    return round_trip, rows
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=64, help="vectors streamed per RTL config")
@@ -82,6 +116,16 @@ def main(argv=None):
     for name, config in VERIFIED_TILES.items():
         rate, per_mvm = rtl_free_running(config, args.cycles)
         print(f"  {name:<16}{rate:>14,.0f}{per_mvm:>12.1f}")
+
+    round_trip, rows = link_figures()
+    print("\nLink: 64x64 tile behind the UART pins at 3 Mbaud (12 MHz, 4 cycles/bit), sim://")
+    print(f"  sim:// HELLO round trip: {round_trip * 1e3:.1f} ms wall clock")
+    print(f"  {'batch':>6}{'payload/wire in':>17}{'out':>7}{'line use in':>13}{'out':>7}"
+          f"{'MVMs/s @12MHz':>15}{'sim MVMs/s':>12}")
+    for r in rows:
+        print(f"  {r['batch']:>6}{r['efficiency_in']:>17.3f}{r['efficiency_out']:>7.3f}"
+              f"{r['line_in']:>13.2f}{r['line_out']:>7.2f}{r['device_mvms_per_s']:>15,.0f}"
+              f"{r['sim_mvms_per_s']:>12,.0f}")
 
     print("\ncycles/MVM: measured interval between completed vectors; formula: "
           "TileConfig.cycles_per_mvm;\nideal: ceil(rows*cols/lanes); latency: cycles from the "
