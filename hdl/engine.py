@@ -89,7 +89,8 @@ class CommandEngine(wiring.Component):
 
         status = Signal(8)
         reply_len = Signal(16)
-        index = Signal(range(max(self.max_payload, HEAD_BYTES) + 2))
+        # bytes of a reply, or of a CHECKSUM walk over a whole lane
+        index = Signal(range(max(self.max_payload, 2 * cfg.words_per_lane, HEAD_BYTES) + 2))
         last_seq = Signal(8)
         last_command = Signal(8)
         last_total = Signal.like(self.send_length)

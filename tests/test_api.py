@@ -114,7 +114,7 @@ def test_tile_index_and_closed_device():
 
 
 @pytest.mark.parametrize(("url", "message"), [
-    ("sim://", r"sim:// is not available yet"),
+    ("sim://?colour=5", r"unknown parameter .colour."),
     ("xyz://nowhere", r"cannot open 'xyz://nowhere': .*protocol 'xyz' not known"),
     ("model://?rows=ten", r"parameter rows='ten' .* is not an integer"),
     ("model://?colour=red", r"unknown parameter 'colour'"),
