@@ -68,6 +68,7 @@ class CommandEngine(wiring.Component):
             "write_data": Out(8),
             "write_en": Out(1),
             "send": Out(1),
+            "resend": Out(1),
             "send_length": Out(range(tx_depth + 1)),
             "sending": In(1),
             "prog": Out(stream.Signature(prog_layout(config))),
@@ -93,7 +94,6 @@ class CommandEngine(wiring.Component):
         index = Signal(range(max(self.max_payload, 2 * cfg.words_per_lane, HEAD_BYTES) + 2))
         last_seq = Signal(8)
         last_command = Signal(8)
-        last_total = Signal.like(self.send_length)
         last_valid = Signal()
 
         counters = Signal(Counters)
@@ -319,15 +319,14 @@ class CommandEngine(wiring.Component):
                 m.d.sync += index.eq(index + 1)
                 with m.If(index == HEADER_BYTES - 1):
                     m.d.sync += [last_seq.eq(header.seq), last_command.eq(header.command),
-                                 last_total.eq(HEADER_BYTES + reply_len), last_valid.eq(1)]
+                                 last_valid.eq(1)]
                     m.next = "SEND"
             with m.State("SEND"):
                 m.d.comb += [self.send.eq(1), self.send_length.eq(HEADER_BYTES + reply_len),
                              self.frame_release.eq(1)]
                 m.next = "IDLE"
-            with m.State("REPLAY"):
-                m.d.comb += [self.send.eq(1), self.send_length.eq(last_total),
-                             self.frame_release.eq(1)]
+            with m.State("REPLAY"):  # the transmitter still holds the last reply
+                m.d.comb += [self.resend.eq(1), self.frame_release.eq(1)]
                 m.next = "IDLE"
         return m
 

@@ -20,19 +20,20 @@ COBS_MAX_BLOCK = 254
 
 
 class FrameReceiver(wiring.Component):
-    """COBS-decodes ``bytes_in`` into a frame buffer and checks the trailing CRC.
+    """COBS-decodes ``bytes_in`` into one of two frame buffers and checks the trailing CRC.
 
-    A frame whose CRC matches, that is at least header + CRC long and that fits the buffer
-    raises ``frame_valid`` with ``frame_length`` (header and payload, CRC excluded) until the
-    consumer pulses ``frame_release``; meanwhile ``bytes_in`` is not ready. The consumer reads
-    the buffer through ``read_addr``; ``read_data`` follows one cycle later (block RAM). Anything else up to
-    the next ``0x00`` is dropped and pulses ``frame_dropped``; so is a frame cut by a gap of
-    ``gap_cycles`` without a byte.
+    A frame whose CRC matches, that is at least header + CRC long and that fits its buffer is
+    handed to the consumer: ``frame_valid`` with ``frame_length`` (header and payload, CRC
+    excluded) until the consumer pulses ``frame_release``. Two buffers let the next frame
+    arrive while the consumer works on one; ``bytes_in`` is not ready only when both hold
+    frames. The consumer reads the oldest frame through ``read_addr``; ``read_data`` follows one
+    cycle later (block RAM). Anything else up to the next ``0x00`` is dropped and pulses
+    ``frame_dropped``; so is a frame cut by a gap of ``gap_cycles`` without a byte.
 
     Parameters
     ----------
     depth : int
-        Buffer bytes: the largest header + payload + CRC accepted.
+        Bytes of each buffer: the largest header + payload + CRC accepted.
     gap_cycles : int
         Inter-byte timeout inside a frame.
     """
@@ -52,10 +53,25 @@ class FrameReceiver(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.buffer = buffer = memory.Memory(shape=8, depth=self.depth, init=[])
+        m.submodules.buffer = buffer = memory.Memory(shape=8, depth=2 * self.depth, init=[])
         write, read = buffer.write_port(), buffer.read_port()
         m.submodules.crc = crc = CRC32_ISO_HDLC().create()
-        m.d.comb += [read.addr.eq(self.read_addr), self.read_data.eq(read.data)]
+
+        full = Signal(2)  # buffer b holds a checked frame
+        full_set, full_clr = Signal(2), Signal(2)
+        m.d.sync += full.eq((full & ~full_clr) | full_set)
+        lengths = Array(Signal(range(self.depth + 1), name=f"length{b}") for b in range(2))
+        filling = Signal()  # the buffer being received into
+        oldest = Signal()  # the buffer handed to the consumer
+        m.d.comb += [
+            read.addr.eq(Mux(oldest, self.depth, 0) + self.read_addr),
+            self.read_data.eq(read.data),
+            self.frame_valid.eq(full.bit_select(oldest, 1)),
+            self.frame_length.eq(lengths[oldest]),
+        ]
+        with m.If(self.frame_release):
+            m.d.comb += full_clr.eq(Mux(oldest, 0b10, 0b01))
+            m.d.sync += oldest.eq(~oldest)
 
         count = Signal(range(self.depth + 1))
         code_left = Signal(8)  # data bytes left in the current COBS block
@@ -68,7 +84,8 @@ class FrameReceiver(wiring.Component):
         emit = Signal()
         emitted = Signal(8)
         m.d.comb += [
-            write.addr.eq(count), write.data.eq(emitted), write.en.eq(emit & (count < self.depth)),
+            write.addr.eq(Mux(filling, self.depth, 0) + count), write.data.eq(emitted),
+            write.en.eq(emit & (count < self.depth)),
             crc.data.eq(emitted), crc.valid.eq(emit & (count < self.depth)),
         ]
         with m.If(emit):
@@ -82,16 +99,15 @@ class FrameReceiver(wiring.Component):
             m.d.sync += [count.eq(0), code_left.eq(0), pending_zero.eq(0), overflow.eq(0)]
 
         m.d.sync += self.frame_dropped.eq(0)
-        with m.If(self.frame_release):
-            m.d.sync += self.frame_valid.eq(0)
-        m.d.comb += self.bytes_in.ready.eq(~self.frame_valid)
+        m.d.comb += self.bytes_in.ready.eq(~full.bit_select(filling, 1))
         byte = self.bytes_in.payload
         with m.If(self.bytes_in.valid & self.bytes_in.ready):
             m.d.sync += gap.eq(0)
             with m.If(byte == 0):
                 good = (count >= MIN_FRAME) & (code_left == 0) & ~overflow & crc.match_detected
                 with m.If(good):
-                    m.d.sync += [self.frame_valid.eq(1), self.frame_length.eq(count - CRC_BYTES)]
+                    m.d.comb += full_set.eq(Mux(filling, 0b10, 0b01))
+                    m.d.sync += [lengths[filling].eq(count - CRC_BYTES), filling.eq(~filling)]
                 with m.Elif(in_frame):
                     m.d.sync += self.frame_dropped.eq(1)
                 restart()
@@ -110,15 +126,17 @@ class FrameReceiver(wiring.Component):
 
 
 class FrameTransmitter(wiring.Component):
-    """Sends ``length`` bytes of its buffer as one frame: CRC appended, COBS-encoded, ``0x00``.
+    """Sends replies from two buffers: CRC appended, COBS-encoded, ``0x00`` after each.
 
-    The producer fills the buffer through ``write_*`` while ``busy`` is low, then pulses
-    ``start``. The buffer keeps its contents afterwards, so the same reply can be sent again.
+    The producer writes a reply through ``write_*`` into the buffer being filled, then pulses
+    ``start`` with its ``length``; the next reply goes into the other buffer while this one is
+    sent. ``resend`` sends the last started reply again (a replay). ``busy`` is high while the
+    buffer to fill next is still in use or a send is queued: wait for it to fall before writing.
 
     Parameters
     ----------
     depth : int
-        Buffer bytes: the largest header + payload sent.
+        Bytes of each buffer: the largest header + payload sent.
     """
 
     def __init__(self, depth):
@@ -128,6 +146,7 @@ class FrameTransmitter(wiring.Component):
             "write_data": In(8),
             "write_en": In(1),
             "start": In(1),
+            "resend": In(1),
             "length": In(range(depth + 1)),
             "busy": Out(1),
             "bytes_out": Out(stream.Signature(8)),
@@ -135,11 +154,22 @@ class FrameTransmitter(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.buffer = buffer = memory.Memory(shape=8, depth=self.depth, init=[])
+        m.submodules.buffer = buffer = memory.Memory(shape=8, depth=2 * self.depth, init=[])
         write, read = buffer.write_port(), buffer.read_port()
-        m.d.comb += [write.addr.eq(self.write_addr), write.data.eq(self.write_data),
-                     write.en.eq(self.write_en)]
         m.submodules.crc = crc = CRC32_ISO_HDLC().create()
+
+        filling = Signal()  # buffer the producer writes
+        lengths = Array(Signal(range(self.depth + 1), name=f"length{b}") for b in range(2))
+        queued, queued_bank = Signal(), Signal()  # a buffer waiting to be sent
+        sending, sending_bank = Signal(), Signal()
+        m.d.comb += [write.addr.eq(Mux(filling, self.depth, 0) + self.write_addr),
+                     write.data.eq(self.write_data), write.en.eq(self.write_en)]
+        with m.If(self.start):
+            m.d.sync += [lengths[filling].eq(self.length), filling.eq(~filling), queued.eq(1),
+                         queued_bank.eq(filling)]
+        with m.Elif(self.resend):
+            m.d.sync += [queued.eq(1), queued_bank.eq(~filling)]
+        m.d.comb += self.busy.eq(queued | (sending & (sending_bank == filling)))
 
         length = Signal(range(self.depth + 1))
         total = Signal(range(self.depth + CRC_BYTES + 1))  # bytes to encode: frame plus CRC
@@ -152,7 +182,7 @@ class FrameTransmitter(wiring.Component):
         fetch = Signal()
         fetched_crc = Signal()
         fetched_crc_byte = Signal(2)
-        m.d.comb += [read.addr.eq(index), read.en.eq(fetch)]
+        m.d.comb += [read.addr.eq(Mux(sending_bank, self.depth, 0) + index), read.en.eq(fetch)]
         with m.If(fetch):
             m.d.sync += [fetched_crc.eq(index >= length), fetched_crc_byte.eq(index - length)]
         crc_bytes = Array(crc_value.word_select(i, 8) for i in range(CRC_BYTES))
@@ -169,11 +199,12 @@ class FrameTransmitter(wiring.Component):
         crc_fed = Signal()
         m.d.comb += [crc.data.eq(read.data), crc.valid.eq(crc_fed)]
 
-        with m.FSM() as fsm:
-            with m.State("IDLE"), m.If(self.start):
+        with m.FSM():
+            with m.State("IDLE"), m.If(queued & ~self.start & ~self.resend):
+                bank_length = lengths[queued_bank]
                 m.d.comb += crc.start.eq(1)
-                m.d.sync += [length.eq(self.length), total.eq(self.length + CRC_BYTES),
-                             index.eq(0)]
+                m.d.sync += [length.eq(bank_length), total.eq(bank_length + CRC_BYTES), index.eq(0),
+                             queued.eq(0), sending.eq(1), sending_bank.eq(queued_bank)]
                 m.next = "CRC"
             with m.State("CRC"):
                 m.d.comb += fetch.eq(1)
@@ -228,6 +259,6 @@ class FrameTransmitter(wiring.Component):
                     m.next = "DELIMITER"
             with m.State("DELIMITER"), m.If(can_send):
                 send(0)
+                m.d.sync += sending.eq(0)
                 m.next = "IDLE"
-        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE") | out.valid)
         return m

@@ -69,6 +69,7 @@ class Top(wiring.Component):
             transmitter.write_data.eq(engine.write_data),
             transmitter.write_en.eq(engine.write_en),
             transmitter.start.eq(engine.send),
+            transmitter.resend.eq(engine.resend),
             transmitter.length.eq(engine.send_length),
             engine.sending.eq(transmitter.busy),
         ]

@@ -48,25 +48,61 @@ class Link:
 
     def transact(self, command, payload=b""):
         """Send ``command`` and return the reply's payload; raise on any failure."""
+        return self._exchange(*self._request(command, payload), self.retries + 1)
+
+    def transact_many(self, requests, window=2):
+        """``transact`` for each ``(command, payload)``, keeping ``window`` requests in flight.
+
+        The device receives a request while it executes the previous one, so the reply line
+        stays busy. A lost reply drops back to one request at a time for what is left
+        outstanding; every command is safe to repeat (SEQ replay or idempotent effect).
+        """
+        requests = list(requests)
+        results = [None] * len(requests)
+        in_flight = []  # [index, command, seq, frame]
+        sent = 0
+        while sent < len(requests) or in_flight:
+            while sent < len(requests) and len(in_flight) < window:
+                command, payload = requests[sent]
+                request = self._request(command, payload)
+                self.attempts += 1
+                self._write(request[2])
+                in_flight.append((sent, *request))
+                sent += 1
+            index, command, seq, frame = in_flight.pop(0)
+            reply = self._await_reply(command, seq, self.clock() + self.timeout)
+            if reply is None:  # resend the oldest, then the rest, one at a time
+                results[index] = self._exchange(command, seq, frame, self.retries)
+                for index, command, seq, frame in in_flight:
+                    results[index] = self._exchange(command, seq, frame, self.retries + 1)
+                in_flight = []
+                continue
+            results[index] = self._check(command, *reply)
+        return results
+
+    def _request(self, command, payload):
         seq, self._seq = self._seq, (self._seq + 1) % 256
         # A leading delimiter ends whatever partial frame the device may be holding.
-        request = b"\x00" + encode_frame(command, seq, payload)
-        for _ in range(self.retries + 1):
+        return command, seq, b"\x00" + encode_frame(command, seq, payload)
+
+    def _exchange(self, command, seq, frame, attempts):
+        for _ in range(attempts):
             self.attempts += 1
-            self._write(request)
+            self._write(frame)
             reply = self._await_reply(command, seq, self.clock() + self.timeout)
-            if reply is None:
-                continue
-            fields, reply_payload = reply
-            status = Status(fields["status"])
-            if status == Status.VERSION:
-                raise VersionMismatch(f"the device does not speak protocol {fields['version']}; "
-                                      "rebuild and reflash it with this memxbar version")
-            if status != Status.OK:
-                raise DeviceError(command, status)
-            return reply_payload
+            if reply is not None:
+                return self._check(command, *reply)
         raise LinkError(f"no valid reply to {_name(command)} in {self.retries + 1} attempts of "
                         f"{self.timeout:g} s: is the device connected, powered and flashed?")
+
+    def _check(self, command, fields, payload):
+        status = Status(fields["status"])
+        if status == Status.VERSION:
+            raise VersionMismatch(f"the device does not speak protocol {fields['version']}; "
+                                  "rebuild and reflash it with this memxbar version")
+        if status != Status.OK:
+            raise DeviceError(command, status)
+        return payload
 
     def close(self):
         self.port.close()

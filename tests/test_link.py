@@ -60,8 +60,9 @@ def test_faults_never_corrupt_silently():
     for n in range(10_000):
         kind = n % 3
         try:
-            if kind == 0:  # RUN: compare with the model
-                x = rng.integers(-CONFIG.x_max, CONFIG.x_max + 1, (int(rng.integers(1, 4)), CONFIG.rows))
+            if kind == 0:  # RUN: compare with the model; every 10th spans frames, pipelined
+                batch = int(rng.integers(20, 40)) if n % 30 == 0 else int(rng.integers(1, 4))
+                x = rng.integers(-CONFIG.x_max, CONFIG.x_max + 1, (batch, CONFIG.rows))
                 got = dev.tile(0).run_codes(x)
                 assert np.array_equal(got, mvm_codes(CONFIG, *levels, x))
             elif kind == 1:  # WRITE one cell, same value: idempotent, memory stays known
@@ -81,7 +82,8 @@ def test_faults_never_corrupt_silently():
     assert port.injected > 1000
     assert outcomes["verified"] + outcomes["link_error"] == 10_000
     assert link.attempts > 10_000  # faults forced retries
-    assert outcomes["verified"] > 9_900
+    # a multi-frame RUN fails if any of its frames loses all 4 attempts; the rest must get through
+    assert outcomes["verified"] > 9_500
 
 
 def test_device_errors_carry_the_status():

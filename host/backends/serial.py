@@ -72,23 +72,24 @@ class SerialBackend(Backend):
     def program_levels(self, tile, g_plus, g_minus):
         memory = lane_memory(self.config, g_plus, g_minus)
         chunk = (self.max_payload - ACCESS_BYTES) // 2
+        writes = []
         for lane in range(self.config.lanes):
             for word in range(0, self.config.words_per_lane, chunk):
                 cells = memory[lane, word:word + chunk]
                 access = struct_bytes(Access, region=Region.LEVELS.value, tile=tile, lane=lane,
                                       word=word, count=len(cells))
-                self.link.transact(Command.WRITE, access + cells.tobytes())
+                writes.append((Command.WRITE, access + cells.tobytes()))
+        self.link.transact_many(writes)
 
     def run_codes(self, tile, x_codes):
         cfg = self.config
         per_frame = max(1, min(self.max_payload // (2 * cfg.cols),
                                (self.max_payload - RUN_BYTES) // cfg.rows))
-        out = []
-        for start in range(0, len(x_codes), per_frame):
-            batch = x_codes[start:start + per_frame]
-            request = struct_bytes(Run, tile=tile, batch=len(batch)) + batch.astype(np.int8).tobytes()
-            reply = self.link.transact(Command.RUN, request)
-            out.append(np.frombuffer(reply, dtype="<i2").astype(np.int64).reshape(len(batch), cfg.cols))
+        batches = [x_codes[start:start + per_frame] for start in range(0, len(x_codes), per_frame)]
+        replies = self.link.transact_many(
+            (Command.RUN, struct_bytes(Run, tile=tile, batch=len(b)) + b.astype(np.int8).tobytes())
+            for b in batches)
+        out = [np.frombuffer(r, dtype="<i2").astype(np.int64).reshape(-1, cfg.cols) for r in replies]
         return np.concatenate(out) if out else np.zeros((0, cfg.cols), dtype=np.int64)
 
     def counters(self):
