@@ -12,7 +12,17 @@ import serial
 from ..errors import LinkError, UnsupportedURL, VersionMismatch
 from ..link import Link
 from ..protocol import PROTOCOL_VERSION, TileConfig, lane_memory
-from ..protocol.frames import MAGIC, Access, Command, Hello, Region, Run, struct_bytes, struct_fields
+from ..protocol.frames import (
+    MAGIC,
+    Access,
+    Command,
+    Counters,
+    Hello,
+    Region,
+    Run,
+    struct_bytes,
+    struct_fields,
+)
 from . import Backend
 
 __all__ = ["SerialBackend"]
@@ -93,8 +103,7 @@ class SerialBackend(Backend):
         return np.concatenate(out) if out else np.zeros((0, cfg.cols), dtype=np.int64)
 
     def counters(self):
-        from ..protocol.frames import Counters
-
+        """The device's event counters (``memxbar.protocol.frames.Counters``) as a dict."""
         return struct_fields(Counters, self.link.transact(Command.COUNTERS))
 
     def close(self):
