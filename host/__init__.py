@@ -8,7 +8,16 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from .device import Device, DeviceInfo, Tile, open
-from .errors import DeviceClosed, DeviceError, LinkError, MemxbarError, UnsupportedURL, VersionMismatch
+from .devices import PCM, RRAM, DeviceModel, Ideal
+from .errors import (
+    DeviceClosed,
+    DeviceError,
+    LinkError,
+    MemxbarError,
+    Unsupported,
+    UnsupportedURL,
+    VersionMismatch,
+)
 from .protocol import TileConfig
 
 try:
@@ -16,5 +25,6 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0+unknown"
 
-__all__ = ["Device", "DeviceClosed", "DeviceError", "DeviceInfo", "LinkError", "MemxbarError",
-           "Tile", "TileConfig", "UnsupportedURL", "VersionMismatch", "__version__", "open"]
+__all__ = ["PCM", "RRAM", "Device", "DeviceClosed", "DeviceError", "DeviceInfo", "DeviceModel", "Ideal",
+           "LinkError", "MemxbarError", "Tile", "TileConfig", "Unsupported", "UnsupportedURL",
+           "VersionMismatch", "__version__", "open"]

@@ -4,9 +4,13 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from urllib.parse import urlsplit
 
+import numpy as np
+
+from .devices import DeviceModel, Ideal
 from .errors import DeviceClosed
-from .protocol import TileConfig
-from .validate import integer_array
+from .protocol import TileConfig, cell_address
+from .protocol.physics import ReadNoise
+from .validate import float_array, integer_array
 
 __all__ = ["Device", "DeviceInfo", "Tile", "open"]
 
@@ -34,31 +38,156 @@ class DeviceInfo:
 class Tile:
     """One crossbar tile of a device. Shapes follow linear layers: weights ``(out, in)``.
 
-    Obtain tiles from :meth:`Device.tile`; ``out`` is ``cols`` and ``in`` is ``rows``.
+    Obtain tiles from :meth:`Device.tile`; ``out`` is at most ``cols`` and ``in`` at most
+    ``rows``. The float API (:meth:`configure`, :meth:`program`, :meth:`drift`,
+    :meth:`conductances`, :meth:`matvec`) maps weights onto differential pairs; the code API
+    (:meth:`program_levels`, :meth:`run_codes`) talks in the tile's integers.
     """
 
     def __init__(self, device, index):
         self._device = device
         self.index = index
+        self.model = Ideal(headroom=1.0)
+        self._configured = False
+        self._weights = None  # (shape, levels per weight unit) of the programmed matrix
+        self.time = 0.0
 
     @property
     def config(self):
         return self._device.info.config
 
+    def _backend(self):
+        return self._device._backend_for_use()
+
+    # -- the float API --------------------------------------------------------------------------
+
+    def configure(self, model=None, seed=0, read_noise="per_read", stuck=None):
+        """Make the tile behave like ``model`` (default :class:`memxbar.Ideal`); erases it.
+
+        Parameters
+        ----------
+        model : memxbar.DeviceModel
+        seed : int
+            In ``[0, 2**32)``; the same seed gives the same noise on every backend.
+        read_noise : {"per_read", "frozen"}
+            Fresh read noise on every MVM, or sampled at each drift call and held (aihwkit).
+        stuck : array of int, optional
+            Explicit stuck cells ``(2, cols, rows)`` for ``(G+, G-)``: 0 healthy, 1 stuck at
+            the top level, 2 stuck at 0. Without it the model's rates decide, per cell.
+        """
+        model = Ideal(headroom=1.0) if model is None else model
+        if not isinstance(model, DeviceModel):
+            raise TypeError(f"model must be a memxbar.DeviceModel such as memxbar.PCM(), not {model!r}")
+        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or not 0 <= seed < 2**32:
+            raise ValueError(f"seed must be an integer in [0, 2**32), not {seed!r}")
+        modes = {"per_read": ReadNoise.PER_READ, "frozen": ReadNoise.FROZEN}
+        if read_noise not in modes:
+            raise ValueError(f"unknown read_noise mode {read_noise!r}; use 'per_read' or 'frozen'")
+        cfg = self.config
+        memory = None
+        if stuck is not None:
+            codes = integer_array("stuck", stuck, 0, 2, shape=(2, cfg.cols, cfg.rows))
+            memory = np.zeros((2, cfg.lanes, cfg.words_per_lane), dtype=np.int64)
+            cols, rows = np.indices((cfg.cols, cfg.rows))
+            memory[:, *cell_address(cfg, rows, cols)] = codes
+        program, drift = model.compile_program(cfg), model.compile_drift(cfg, 0.0)
+        self._backend().configure(self.index, int(seed), modes[read_noise], program, drift, memory)
+        self.model, self._configured, self._weights, self.time = model, True, None, 0.0
+
+    def program(self, weights):
+        """Program a float matrix ``(out, in)`` as differential pairs, ``s = g_max / max|W|``.
+
+        The tile starts at ``t = 0``; cells beyond ``weights`` are programmed to 0.
+        """
+        cfg = self.config
+        w = float_array("weights", weights, ndim=2)
+        if w.shape[0] > cfg.cols or w.shape[1] > cfg.rows:
+            raise ValueError(f"weights of shape {w.shape} do not fit a tile of {cfg.cols} outputs x "
+                             f"{cfg.rows} inputs")
+        top = self.model.target_max(cfg)
+        peak = float(np.abs(w).max())
+        scale = top / peak if peak > 0 else 1.0
+        g_plus = np.zeros((cfg.cols, cfg.rows), dtype=np.int64)
+        g_minus = np.zeros_like(g_plus)
+        g_plus[:w.shape[0], :w.shape[1]] = np.clip(np.round(scale * w), 0, top)
+        g_minus[:w.shape[0], :w.shape[1]] = np.clip(np.round(-scale * w), 0, top)
+        if self._configured:
+            self._backend().drift(self.index, self.model.compile_drift(cfg, 0.0))
+        self._backend().program_levels(self.index, g_plus, g_minus)
+        self._weights, self.time = (w.shape, scale), 0.0
+
+    def drift(self, t):
+        """Move the programmed cells to ``t`` seconds after programming (each cell its own nu).
+
+        Drift is a function of the time since programming: ``drift(3600); drift(86400)`` leaves
+        every cell where ``drift(86400)`` alone would, with fresh frozen read noise.
+        """
+        if not isinstance(t, (int, float, np.floating, np.integer)) or isinstance(t, bool):
+            raise TypeError(f"t must be a number of seconds, not {t!r}")
+        if not np.isfinite(t) or t < 0:
+            raise ValueError(f"t must be a finite time >= 0 seconds since programming, not {t!r}")
+        if self._configured:
+            self._backend().drift(self.index, self.model.compile_drift(self.config, float(t)))
+        self.time = float(t)
+
+    def conductances(self):
+        """``(g_plus, g_minus)`` in microsiemens, shaped like the programmed weights.
+
+        After :meth:`program_levels` (no weights) the whole tile, ``(cols, rows)``. In
+        ``per_read`` mode these exclude the read noise, which every MVM draws afresh.
+        """
+        cfg = self.config
+        outs, ins = self._weights[0] if self._weights else (cfg.cols, cfg.rows)
+        lsb = self.model.lsb(cfg)
+        g_plus, g_minus = self._backend().levels(self.index)
+        return g_plus[:outs, :ins] * lsb, g_minus[:outs, :ins] * lsb
+
+    def matvec(self, x):
+        """``W @ x`` through the tile: float ``(in,)`` or ``(batch, in)`` -> ``(out,)`` or ``(batch, out)``.
+
+        Each input vector is scaled by its largest magnitude onto the DAC range (aihwkit's
+        noise management) and the ADC codes are scaled back.
+        """
+        cfg = self.config
+        (outs, ins), scale = self._programmed()
+        x = float_array("x", x, last_dim=ins)
+        if x.ndim > 2:
+            raise ValueError(f"x must have shape ({ins},) or (batch, {ins}), got {x.shape}")
+        batch = x.reshape(-1, ins)
+        peak = np.abs(batch).max(axis=1, keepdims=True)
+        safe = np.where(peak > 0, peak, 1.0)
+        codes = np.zeros((len(batch), cfg.rows), dtype=np.int64)
+        codes[:, :ins] = np.round(batch / safe * cfg.x_max)
+        y = self._backend().run_codes(self.index, codes)[:, :outs].astype(np.float64)
+        y *= 2.0**cfg.adc_shift * safe / (cfg.x_max * scale)
+        return y.reshape(*x.shape[:-1], outs)
+
+    def _programmed(self):
+        if self._weights is None:
+            raise ValueError("the tile holds no weights: call tile.program(W) first")
+        return self._weights
+
+    def counters(self):
+        """This tile's event counters (``model://``)."""
+        return self._backend().tile_counters(self.index)
+
+    # -- the code API ---------------------------------------------------------------------------
+
     def program_levels(self, g_plus, g_minus):
-        """Store conductance levels, ints in ``[0, 2**g_bits - 1]`` shaped ``(cols, rows)``."""
+        """Program target levels, ints in ``[0, 2**g_bits - 1]`` shaped ``(cols, rows)``."""
         cfg = self.config
         shape = (cfg.cols, cfg.rows)
         g_plus = integer_array("g_plus", g_plus, 0, cfg.g_max, shape=shape)
         g_minus = integer_array("g_minus", g_minus, 0, cfg.g_max, shape=shape)
-        self._device._backend_for_use().program_levels(self.index, g_plus, g_minus)
+        self._backend().program_levels(self.index, g_plus, g_minus)
+        self._weights = None
 
     def run_codes(self, x_codes):
         """MVMs of DAC codes ``(..., rows)`` in ``[-x_max, x_max]`` -> ADC codes ``(..., cols)``."""
         cfg = self.config
         x = integer_array("x_codes", x_codes, -cfg.x_max, cfg.x_max, last_dim=cfg.rows)
         batch = x.reshape(-1, cfg.rows)
-        codes = self._device._backend_for_use().run_codes(self.index, batch)
+        codes = self._backend().run_codes(self.index, batch)
         return codes.reshape(*x.shape[:-1], cfg.cols)
 
 
@@ -67,6 +196,7 @@ class Device:
 
     def __init__(self, backend):
         self._backend = backend
+        self._tiles = {}
         self.info = DeviceInfo(backend=backend.name, tiles=backend.tiles,
                                build_id=backend.build_id, config=backend.config)
 
@@ -76,7 +206,13 @@ class Device:
         if not 0 <= index < self.info.tiles:
             raise ValueError(f"tile {index} does not exist: the device has {self.info.tiles} "
                              f"tile(s), numbered from 0")
-        return Tile(self, index)
+        if index not in self._tiles:
+            self._tiles[index] = Tile(self, index)
+        return self._tiles[index]
+
+    def counters(self):
+        """Event counters of the device as a dict (``cycles``, ``mvms``, ``macs``, ...)."""
+        return self._backend_for_use().counters()
 
     def _backend_for_use(self):
         if self._backend is None:

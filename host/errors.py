@@ -1,6 +1,6 @@
 """Exceptions a memxbar user can meet, each with a message that says what to do."""
 
-__all__ = ["DeviceClosed", "DeviceError", "LinkError", "MemxbarError", "UnsupportedURL",
+__all__ = ["DeviceClosed", "DeviceError", "LinkError", "MemxbarError", "Unsupported", "UnsupportedURL",
            "VersionMismatch"]
 
 
@@ -10,6 +10,10 @@ class MemxbarError(Exception):
 
 class UnsupportedURL(MemxbarError, ValueError):
     """``memxbar.open`` was given a URL no backend understands."""
+
+
+class Unsupported(MemxbarError):
+    """The device's build cannot do what was asked; the message names what can."""
 
 
 class DeviceClosed(MemxbarError):

@@ -1,15 +1,21 @@
 """The golden model: the tile's integer semantics in numpy, written from the specification.
 
 Every backend (this model, the Verilated RTL, a board) must return the same codes for the
-same configuration, conductance levels and inputs. The semantics are stated once, in
-:mod:`memxbar.protocol.geometry`; this module is their direct transcription.
+same configuration, seed, tables and inputs. The semantics are stated once, in
+:mod:`memxbar.protocol.geometry` (the MVM) and :mod:`memxbar.protocol.physics` (the device);
+this module is their direct transcription.
 """
 
 import numpy as np
 
-from .protocol import TileConfig
+from .noise import Streams, gauss, noise_key, threefry2x32
+from .protocol import TileConfig, cell_at, memory_cells
+from .protocol.physics import NU_CODES, V_MAX, Z_INV, Z_SHIFT, Domain, ReadNoise, ideal_tables
 
-__all__ = ["TileModel", "adc", "mvm_codes"]
+__all__ = ["COUNTERS", "TileModel", "adc", "isqrt", "mvm_codes"]
+
+#: Event counters of a tile, in the order devices report them.
+COUNTERS = ("cycles", "mvms", "macs", "adc_conversions", "cell_writes", "verify_reads", "write_pulses")
 
 
 def adc(config, acc):
@@ -29,17 +35,167 @@ def mvm_codes(config, g_plus, g_minus, x_codes):
     return adc(config, x_codes.astype(np.int64) @ weights.T)
 
 
-class TileModel:
-    """State of one tile (its conductance levels) and its MVM, bit-exact with the gateware."""
+def isqrt(n):
+    """Floor square root of non-negative int64 values below ``2**52``, elementwise."""
+    n = np.asarray(n, dtype=np.int64)
+    q = np.floor(np.sqrt(n.astype(np.float64))).astype(np.int64)
+    q -= (q * q > n).astype(np.int64)
+    q += ((q + 1) * (q + 1) <= n).astype(np.int64)
+    return q
 
-    def __init__(self, config: TileConfig):
+
+class TileModel:
+    """One tile: its device state, noise streams and counters, bit-exact with the gateware.
+
+    State lives in the gateware's memory layout, ``(lanes, words)`` per device (index 0 is
+    ``G+``, 1 is ``G-``), padding words of a partial last column group included.
+    """
+
+    def __init__(self, config: TileConfig, tile=0):
         self.config = config
-        self.g_plus = np.zeros((config.cols, config.rows), dtype=np.int64)
-        self.g_minus = np.zeros((config.cols, config.rows), dtype=np.int64)
+        self.tile = tile
+        self.counters = dict.fromkeys(COUNTERS, 0)
+        lanes, words = np.indices((config.lanes, config.words_per_lane))
+        cols, rows = cell_at(config, lanes, words)
+        self._cols, self._rows = cols, rows
+        self._cell = cols * config.rows + rows
+        self._real = cols < config.cols
+        self.configure(0, ReadNoise.PER_READ, *ideal_tables(config))
+
+    # -- configuration -------------------------------------------------------------------------
+
+    def configure(self, seed, read_noise, program, drift, stuck=None):
+        """Load a device: tables, seed and read-noise mode; erase the array; sample stuck cells.
+
+        ``stuck`` is an optional explicit map ``(2, lanes, words)``: 0 healthy, 1 stuck on,
+        2 stuck off; without it the rates of ``program`` decide, keyed on the cell.
+        """
+        cfg = self.config
+        self.seed = seed
+        self.read_noise = ReadNoise(read_noise)
+        self.program_tables = program
+        self.writes = self.drifts = self.reads = 0
+        shape = (2, cfg.lanes, cfg.words_per_lane)
+        self.g_prog = np.zeros(shape, dtype=np.int64)
+        self.nu = np.zeros(shape, dtype=np.int64)
+        if stuck is None:
+            u = np.stack(threefry2x32(self._key(Domain.STUCK), (self._cell, 0)))
+            on = u < program.p_on
+            off = ~on & (u < program.p_on + program.p_off)
+            stuck = np.where(on, 1, np.where(off, 2, 0))
+        self.stuck = np.asarray(stuck, dtype=np.int64).reshape(shape)
+        self._load_drift(drift)
+        self._settle()
+
+    def _key(self, domain):
+        return noise_key(self.seed, self.tile, domain)
+
+    def _load_drift(self, drift):
+        self.drift_tables = drift
+        self._drift = np.array(drift.drift, dtype=np.int64)
+        self._read_sigma = np.array(drift.read_sigma, dtype=np.int64)
+
+    # -- programming, drift --------------------------------------------------------------------
 
     def program_levels(self, g_plus, g_minus):
-        self.g_plus = np.array(g_plus, dtype=np.int64)
-        self.g_minus = np.array(g_minus, dtype=np.int64)
+        """Program every cell to targets ``(cols, rows)``, in memory order (lane, then word)."""
+        cfg = self.config
+        targets = np.zeros((2, cfg.lanes, cfg.words_per_lane), dtype=np.int64)
+        real = self._real
+        targets[0][real] = np.asarray(g_plus)[self._cols[real], self._rows[real]]
+        targets[1][real] = np.asarray(g_minus)[self._cols[real], self._rows[real]]
+        self._program(targets.reshape(2, -1))
+        self._settle()
+
+    def _program(self, targets):
+        t = self.program_tables
+        cells = targets.shape[1]
+        level = np.array(t.level)[targets]
+        prog_sigma = np.array(t.prog_sigma)[targets]
+        nu_mean = np.array(t.nu_mean)[targets]
+        nu_sigma = np.array(t.nu_sigma)[targets]
+        stuck = self.stuck.reshape(2, -1)
+        streams = Streams(self._key(Domain.PROGRAM), self.writes + np.arange(cells))
+        g_max = self.config.g_max
+        g_prog = np.zeros((2, cells), dtype=np.int64)
+        nu = np.zeros((2, cells), dtype=np.int64)
+        for device in range(2):
+            active = stuck[device] == 0
+            g_prog[device] = np.where(stuck[device] == 1, t.g_on, 0)
+            self.counters["write_pulses"] += cells
+            for attempt in range(max(t.verify_max, 1)):
+                if attempt:
+                    self.counters["write_pulses"] += int(active.sum())
+                z = streams.gaussian(active)
+                g = np.clip(level[device] + gauss(prog_sigma[device], z), 0, g_max)
+                g_prog[device] = np.where(active, g, g_prog[device])
+                if not t.verify_max:
+                    break
+                self.counters["verify_reads"] += int(active.sum())
+                active &= np.abs(g - level[device]) > t.verify_tol
+            healthy = stuck[device] == 0
+            z = streams.gaussian(healthy)
+            nu16 = nu_mean[device] + gauss(nu_sigma[device], z)
+            nu[device] = np.where(healthy, np.minimum(NU_CODES - 1, (np.abs(nu16) + 8) >> 4), 0)
+        self.g_prog = g_prog.reshape(self.g_prog.shape)
+        self.nu = nu.reshape(self.nu.shape)
+        self.writes += cells
+        self.counters["cell_writes"] += cells
+
+    def drift(self, tables):
+        """A drift call: load the tables of a new time and move every cell there."""
+        self.drifts += 1
+        self._load_drift(tables)
+        self._settle()
+
+    def _settle(self):
+        """Conductances (and read-noise variances) from programmed state and drift tables."""
+        cfg, d = self.config, self.drift_tables
+        g_drift = np.clip((self.g_prog * self._drift[self.nu] + (1 << 15)) >> 16, 0, cfg.g_max)
+        sigma = (g_drift * self._read_sigma[self.g_prog] + (1 << 11)) >> 12
+        if self.read_noise == ReadNoise.FROZEN:
+            streams = Streams(self._key(Domain.DRIFT), self._cell.ravel(), self.drifts)
+            noisy = np.empty_like(g_drift)
+            for device in range(2):
+                z = streams.gaussian().reshape(g_drift[device].shape)
+                noisy[device] = np.clip(g_drift[device] + gauss(sigma[device], z), 0, cfg.g_max)
+            self.g_now, self.variance = noisy, np.zeros_like(g_drift[0])
+        else:
+            shift = 2 * d.var_shift
+            var = sigma[0] ** 2 + sigma[1] ** 2 + ((1 << shift) >> 1)
+            self.g_now, self.variance = g_drift, np.minimum(V_MAX, var >> shift)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def _as_cells(self, memory):
+        return memory_cells(self.config, memory)
+
+    def levels(self):
+        """Conductance levels ``(g_plus, g_minus)`` shaped ``(cols, rows)``, as MVMs see them."""
+        return self._as_cells(self.g_now[0]), self._as_cells(self.g_now[1])
+
+    def programmed_levels(self):
+        """Levels right after programming, before drift and read noise."""
+        return self._as_cells(self.g_prog[0]), self._as_cells(self.g_prog[1])
 
     def run_codes(self, x_codes):
-        return mvm_codes(self.config, self.g_plus, self.g_minus, x_codes)
+        """MVMs of a batch ``(batch, rows)`` -> ADC codes ``(batch, cols)``; read indices advance."""
+        cfg = self.config
+        x = np.asarray(x_codes, dtype=np.int64)
+        batch = x.shape[0]
+        g_plus, g_minus = self.levels()
+        acc = x @ (g_plus - g_minus).T
+        variance = (x * x) @ self._as_cells(self.variance).T + self.drift_tables.out_var
+        if variance.any():
+            q = isqrt(variance << 8)
+            streams = Streams(self._key(Domain.READ), self.reads + np.arange(batch))
+            z = np.stack([streams.gaussian() for _ in range(cfg.cols)], axis=1)
+            shift = Z_SHIFT + 4 - self.drift_tables.var_shift
+            acc = acc + ((q * z * Z_INV + (1 << (shift - 1))) >> shift)
+        self.reads += batch
+        self.counters["mvms"] += batch
+        self.counters["macs"] += batch * cfg.rows * cfg.cols
+        self.counters["adc_conversions"] += batch * cfg.cols
+        self.counters["cycles"] += batch * cfg.cycles_per_mvm
+        return adc(cfg, acc)
+

@@ -11,7 +11,7 @@ import zlib
 import numpy as np
 
 from .model import mvm_codes
-from .protocol import PROTOCOL_VERSION, TileConfig, cell_at
+from .protocol import PROTOCOL_VERSION, TileConfig, memory_cells
 from .protocol.frames import (
     MAGIC,
     Access,
@@ -62,13 +62,8 @@ class ReferenceDevice:
 
     def levels(self):
         """``(g_plus, g_minus)`` shaped ``(cols, rows)``, as the MVM sees them."""
-        cfg = self.config
-        lanes, words = np.indices((cfg.lanes, cfg.words_per_lane)).reshape(2, -1)
-        cols, rows = cell_at(cfg, lanes, words)
-        real = cols < cfg.cols
-        g = np.zeros((2, cfg.cols, cfg.rows), dtype=np.int64)
-        g[:, cols[real], rows[real]] = self.memory[lanes[real], words[real]].T
-        return g[0], g[1]
+        g_plus, g_minus = memory_cells(self.config, self.memory)
+        return g_plus, g_minus
 
     def _frame(self, encoded):
         try:

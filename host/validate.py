@@ -6,7 +6,7 @@ the alternative (wrapped codes on the wire, a silent clip) corrupts results with
 
 import numpy as np
 
-__all__ = ["integer_array"]
+__all__ = ["float_array", "integer_array"]
 
 
 def integer_array(name, value, lo, hi, shape=None, last_dim=None):
@@ -40,3 +40,28 @@ def integer_array(name, value, lo, hi, shape=None, last_dim=None):
 
 def _first(mask):
     return tuple(int(i) for i in np.argwhere(mask)[0])
+
+
+def float_array(name, value, ndim=None, last_dim=None):
+    """``value`` as a finite float64 array, or ``ValueError`` naming the first bad entry."""
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"{name} is not an array of numbers: {error}") from None
+    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise ValueError(f"{name} must be a rectangular array of numbers, got dtype {array.dtype}")
+    if np.issubdtype(array.dtype, np.complexfloating):
+        raise ValueError(f"{name} must be real, got dtype {array.dtype}")
+    array = array.astype(np.float64)
+    if ndim is not None and array.ndim != ndim:
+        raise ValueError(f"{name} must be a {ndim}-d array, got shape {array.shape}")
+    if last_dim is not None and (array.ndim == 0 or array.shape[-1] != last_dim):
+        raise ValueError(f"{name} must have shape (..., {last_dim}), got {array.shape}")
+    if array.size == 0:
+        raise ValueError(f"{name} is empty (shape {array.shape})")
+    bad = ~np.isfinite(array)
+    if bad.any():
+        index = _first(bad)
+        raise ValueError(f"{name} contains {array[index]} at index {index}: "
+                         f"only finite values map onto a tile")
+    return array

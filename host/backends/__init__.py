@@ -6,6 +6,8 @@ user-facing errors live in :mod:`memxbar.device`, once for all backends.
 
 from abc import ABC, abstractmethod
 
+from ..errors import Unsupported
+
 __all__ = ["Backend"]
 
 
@@ -26,6 +28,28 @@ class Backend(ABC):
     @abstractmethod
     def run_codes(self, tile, x_codes):
         """MVMs of a batch ``(batch, rows)`` -> ADC codes ``(batch, cols)``."""
+
+    # Device physics (memxbar.protocol.physics). A backend without a device engine is ideal.
+
+    def configure(self, tile, seed, read_noise, program, drift, stuck):
+        """Load ``ProgramTables``/``DriftTables``, seed and mode; erase ``tile``."""
+        raise self._unsupported("device models (CONFIG)")
+
+    def drift(self, tile, tables):
+        """Move every cell of ``tile`` to the time of ``DriftTables`` ``tables``."""
+        raise self._unsupported("drift")
+
+    def levels(self, tile):
+        """Conductance levels ``(g_plus, g_minus)`` shaped ``(cols, rows)`` as MVMs see them."""
+        raise self._unsupported("reading conductances")
+
+    def counters(self):
+        """Event counters as a dict."""
+        raise self._unsupported("counters")
+
+    def _unsupported(self, what):
+        return Unsupported(f"the {self.name} backend's device build has no {what} yet; "
+                           f"model:// has it")
 
     def close(self):  # noqa: B027 -- a hook: the in-process model holds nothing to release
         """Release what the backend holds (processes, ports)."""

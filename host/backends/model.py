@@ -2,7 +2,7 @@
 
 from urllib.parse import parse_qsl, urlsplit
 
-from ..model import TileModel
+from ..model import COUNTERS, TileModel
 from ..protocol import TileConfig
 from . import Backend
 
@@ -48,3 +48,18 @@ class ModelBackend(Backend):
 
     def run_codes(self, tile, x_codes):
         return self._models[tile].run_codes(x_codes)
+
+    def configure(self, tile, seed, read_noise, program, drift, stuck):
+        self._models[tile].configure(seed, read_noise, program, drift, stuck)
+
+    def drift(self, tile, tables):
+        self._models[tile].drift(tables)
+
+    def levels(self, tile):
+        return self._models[tile].levels()
+
+    def counters(self):
+        return {name: sum(model.counters[name] for model in self._models) for name in COUNTERS}
+
+    def tile_counters(self, tile):
+        return dict(self._models[tile].counters)

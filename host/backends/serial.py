@@ -11,7 +11,7 @@ import serial
 
 from ..errors import LinkError, UnsupportedURL, VersionMismatch
 from ..link import Link
-from ..protocol import PROTOCOL_VERSION, TileConfig, lane_memory
+from ..protocol import PROTOCOL_VERSION, TileConfig, lane_memory, memory_cells
 from ..protocol.frames import (
     MAGIC,
     Access,
@@ -90,6 +90,17 @@ class SerialBackend(Backend):
                                       word=word, count=len(cells))
                 writes.append((Command.WRITE, access + cells.tobytes()))
         self.link.transact_many(writes)
+
+    def levels(self, tile):
+        cfg = self.config
+        chunk = self.max_payload // 2
+        reads = [(Command.READ, struct_bytes(Access, region=Region.LEVELS.value, tile=tile, lane=lane,
+                                             word=word, count=min(chunk, cfg.words_per_lane - word)))
+                 for lane in range(cfg.lanes) for word in range(0, cfg.words_per_lane, chunk)]
+        data = b"".join(self.link.transact_many(reads))
+        memory = np.frombuffer(data, dtype=np.uint8).reshape(cfg.lanes, cfg.words_per_lane, 2)
+        g_plus, g_minus = memory_cells(cfg, memory)
+        return g_plus, g_minus
 
     def run_codes(self, tile, x_codes):
         cfg = self.config

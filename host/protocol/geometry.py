@@ -17,7 +17,7 @@ import json
 import zlib
 from dataclasses import dataclass, field
 
-__all__ = ["PROTOCOL_VERSION", "TileConfig", "cell_address", "cell_at", "lane_memory"]
+__all__ = ["PROTOCOL_VERSION", "TileConfig", "cell_address", "cell_at", "lane_memory", "memory_cells"]
 
 #: Bumped whenever the meaning of a configuration, layout or command changes.
 PROTOCOL_VERSION = 1
@@ -192,3 +192,19 @@ def lane_memory(config, g_plus, g_minus):
     memory[lanes, words, 0] = g_plus
     memory[lanes, words, 1] = g_minus
     return memory
+
+
+def memory_cells(config, memory):
+    """Inverse of :func:`lane_memory`: ``memory`` ``(lanes, words, ...)`` -> ``(..., cols, rows)``.
+
+    Padding words are dropped. Works for any trailing axes (``(g_plus, g_minus)`` pairs, or none).
+    """
+    import numpy as np
+
+    memory = np.asarray(memory)
+    lanes, words = np.indices((config.lanes, config.words_per_lane))
+    cols, rows = cell_at(config, lanes, words)
+    real = cols < config.cols
+    out = np.zeros((*memory.shape[2:], config.cols, config.rows), dtype=np.int64)
+    out[..., cols[real], rows[real]] = np.moveaxis(memory[real], 0, -1)
+    return out

@@ -1,0 +1,139 @@
+"""Device physics as integer arithmetic: what the gateware applies and the golden model mirrors.
+
+The host computes *tables* from a device model (:mod:`memxbar.devices`) and uploads them;
+a tile applies them with the integer operations below, so a new device is new Python, never
+new gateware. Every backend computes exactly these numbers.
+
+Random numbers
+--------------
+``threefry2x32`` (20 rounds, Random123; ``key = (seed, tile << 8 | domain)``) turns a counter
+into 64 random bits. A *stream* is xoshiro128++ started from two Threefry blocks of one
+counter (block bit ``1 << 31`` set in the second); its outputs are used in order. A Gaussian
+takes three outputs ``a, b, c``::
+
+    z = (popcount(a) + popcount(b) - 32) * 512 + 2 * (c & 0xFF) - 255
+
+so ``z`` is a binomial(64, 1/2) smoothed by a uniform dither: mean 0, standard deviation
+``Z_SIGMA`` (about 2053.3), excess kurtosis -0.031, at most 0.0013 from N(0, 1) in
+Kolmogorov distance. ``gauss(s, z) = (s * z * Z_INV + 2**(Z_SHIFT-1)) >> Z_SHIFT`` draws
+``N(0, (s / 16)**2)``: tables store standard deviations in sixteenths of their unit.
+
+Noise keys (documented equivalent of "a function of seed, tile, read index and cell")
+--------------------------------------------------------------------------------------
+* ``STUCK``, counter ``(cell, 0)``: one Threefry block; ``u+`` is word 0, ``u-`` word 1.
+  A cell is stuck on if ``u < p_on``, stuck off if ``p_on <= u < p_on + p_off``: a property
+  of the cell, not of its programming history.
+* ``PROGRAM``, counter ``(k, 0)`` for the ``k``-th cell write since CONFIG: a stream gives,
+  for ``G+`` then ``G-``, one Gaussian per programming pulse, then one for the drift
+  exponent. The order of cells written is the host's order, so chunking, retries (replayed,
+  not re-executed) and backends never change the result.
+* ``DRIFT``, counter ``(cell, d)`` for the ``d``-th drift call since CONFIG: a stream gives
+  the frozen read noise of ``G+`` then ``G-``.
+* ``READ``, counter ``(r, 0)`` for the ``r``-th MVM since CONFIG: a stream gives one
+  Gaussian per column in column order, the column's read plus output noise.
+
+``cell = col * rows + row`` everywhere.
+
+Programming one device of a cell to target level ``T``::
+
+    if stuck: g_prog = g_on (on) or 0 (off); nu_code = 0; one pulse
+    else: repeat up to verify_max times (once without write-verify):
+              g_prog = clip(LEVEL[T] + gauss(PROG_SIGMA[T], z), 0, g_max); pulse
+          until |g_prog - LEVEL[T]| <= verify_tol (every try is a verify read)
+          nu16 = NU_MEAN[T] + gauss(NU_SIGMA[T], z)            # sixteenths of a nu code
+          nu_code = min(NU_CODES - 1, (|nu16| + 8) >> 4)
+
+Drifting, for the drift tables of time ``t`` (and right after programming, with the
+tables of the last drift call; CONFIG loads those of ``t = 0``)::
+
+    g_drift = clip((g_prog * DRIFT[nu_code] + 2**15) >> 16, 0, g_max)
+    s = (g_drift * READ_SIGMA[g_prog] + 2**11) >> 12         # read-noise sigma, 1/16 level
+    frozen:   g = clip(g_drift + gauss(s, z), 0, g_max); v = 0
+    per_read: g = g_drift; v = min(V_MAX, (s+**2 + s-**2 + h) >> (2 * var_shift)),
+              h = 2**(2*var_shift - 1) or 0
+
+An MVM with read index ``r``, per column ``j`` (``acc_j`` as in :mod:`.geometry`)::
+
+    V_j = sum_i x_i**2 * v_ji + out_var                     # units 2**(2*var_shift - 8)
+    q_j = isqrt(V_j << 8)                                    # floor square root
+    acc_j += (q_j * z_j * Z_INV + 2**(k - 1)) >> k,   k = Z_SHIFT + 4 - var_shift
+    y_j = adc(acc_j)
+"""
+
+from dataclasses import dataclass
+from math import sqrt
+
+from amaranth.lib import enum
+
+__all__ = ["DRIFT_ONE", "NU_CODES", "THREEFRY_PARITY", "THREEFRY_ROTATIONS", "V_MAX", "Z_INV", "Z_SHIFT",
+           "Z_SIGMA", "Domain", "DriftTables", "ProgramTables", "ReadNoise", "ideal_tables"]
+
+#: Standard deviation of the integer Gaussian ``z``: binomial part plus dither.
+Z_SIGMA = sqrt(16 * 512**2 + (256**2 - 1) / 3)
+#: ``gauss`` multiplies by ``Z_INV / 2**Z_SHIFT = 1 / (16 * Z_SIGMA)``.
+Z_SHIFT = 30
+Z_INV = round(2**Z_SHIFT / (16 * Z_SIGMA))
+#: Drift exponents are quantised to this many codes (``nu = code * nu_step``).
+NU_CODES = 256
+#: ``DRIFT`` table entries are Q16: this is a factor of 1.
+DRIFT_ONE = 1 << 16
+#: Largest per-cell read-noise variance code.
+V_MAX = (1 << 10) - 1
+
+THREEFRY_ROTATIONS = (13, 15, 26, 6, 17, 29, 16, 24)
+THREEFRY_PARITY = 0x1BD11BDA
+
+
+class Domain(enum.Enum, shape=8):
+    """What a random number is for; part of the Threefry key so no two uses share bits."""
+
+    STUCK = 1
+    PROGRAM = 2
+    DRIFT = 3
+    READ = 4
+
+
+class ReadNoise(enum.Enum, shape=1):
+    PER_READ = 0  # fresh on every MVM (CrossSim, real devices)
+    FROZEN = 1    # sampled at each drift call and held (aihwkit)
+
+
+@dataclass(frozen=True, eq=False)
+class ProgramTables:
+    """How cells program, indexed by target level (loaded by CONFIG).
+
+    ``level``, ``prog_sigma``, ``nu_mean``, ``nu_sigma`` have ``2**g_bits`` int entries;
+    ``p_on``/``p_off`` are 32-bit thresholds; ``verify_max == 0`` turns write-verify off.
+    """
+
+    level: tuple
+    prog_sigma: tuple
+    nu_mean: tuple
+    nu_sigma: tuple
+    p_on: int = 0
+    p_off: int = 0
+    g_on: int = 0
+    verify_tol: int = 0
+    verify_max: int = 0
+
+
+@dataclass(frozen=True, eq=False)
+class DriftTables:
+    """The device at one time since programming (loaded by every drift call).
+
+    ``drift`` has ``NU_CODES`` Q16 factors; ``read_sigma`` has ``2**g_bits`` entries by
+    programmed level; ``out_var`` is the output-noise variance in MVM variance units.
+    """
+
+    drift: tuple
+    read_sigma: tuple
+    var_shift: int = 0
+    out_var: int = 0
+
+
+def ideal_tables(config):
+    """Tables of a perfect device: programmed exactly, no drift, no noise (the state after reset)."""
+    levels = tuple(range(config.g_max + 1))
+    zeros = (0,) * (config.g_max + 1)
+    return (ProgramTables(level=levels, prog_sigma=zeros, nu_mean=zeros, nu_sigma=zeros),
+            DriftTables(drift=(DRIFT_ONE,) * NU_CODES, read_sigma=zeros))

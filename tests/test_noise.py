@@ -1,0 +1,80 @@
+"""The random numbers: published known answers, and the Gaussian's statistics on 1e6 samples."""
+
+from math import erf, sqrt
+
+import numpy as np
+import pytest
+
+from memxbar.noise import Streams, gauss, noise_key, threefry2x32
+from memxbar.protocol.physics import Z_SIGMA, Domain
+
+
+@pytest.mark.parametrize(("key", "counter", "expected"), [
+    # Random123 kat_vectors, threefry2x32 with 20 rounds
+    ((0, 0), (0, 0), (0x6B200159, 0x99BA4EFE)),
+    ((0xFFFFFFFF, 0xFFFFFFFF), (0xFFFFFFFF, 0xFFFFFFFF), (0x1CB996FC, 0xBB002BE7)),
+    ((0x13198A2E, 0x03707344), (0x243F6A88, 0x85A308D3), (0xC4923A9C, 0x483DF7A0)),
+])
+def test_threefry_known_answers(key, counter, expected):
+    assert tuple(int(word) for word in threefry2x32(key, counter)) == expected
+
+
+def test_xoshiro128pp_known_answer():
+    # PHP's test suite for its Xoshiro128++ port of the reference C: seed 1, 2, 3, 4,
+    # output number 102401 is 0x2c873cfa
+    streams = Streams.from_state([1, 2, 3, 4])
+    for _ in range(102400):
+        streams.next()
+    assert int(streams.next()[0]) == 0x2C873CFA
+
+
+def test_masked_streams_do_not_advance():
+    streams = Streams(noise_key(1, 0, Domain.PROGRAM), np.arange(4))
+    before = streams.state.copy()
+    streams.gaussian(np.array([True, False, True, False]))
+    assert np.array_equal(streams.state[:, 1], before[:, 1])
+    assert not np.array_equal(streams.state[:, 0], before[:, 0])
+
+
+def test_gauss_rounds_to_nearest():
+    z = np.arange(-16639, 16640, 7)
+    exact = 160 * z / (16 * Z_SIGMA)
+    assert np.abs(gauss(160, z) - exact).max() <= 0.5 + 1e-6
+
+
+def normal_cdf(values):
+    unique, inverse = np.unique(values, return_inverse=True)
+    return np.array([0.5 * (1 + erf(u / sqrt(2))) for u in unique])[inverse]
+
+
+@pytest.fixture(scope="module")
+def read_noise_samples():
+    """1e6 Gaussians as MVMs draw them: 1000 reads (streams) of 1000 columns each."""
+    streams = Streams(noise_key(12345, 3, Domain.READ), np.arange(1000))
+    return np.stack([streams.gaussian() for _ in range(1000)], axis=1) / Z_SIGMA  # (read, column)
+
+
+def test_gaussian_distribution(read_noise_samples):
+    z = np.sort(read_noise_samples.ravel())
+    n = z.size
+    cdf = normal_cdf(z)
+    # z is discrete: compare the normal CDF with the empirical CDF on both sides of each step
+    ks = max(np.max(np.arange(1, n + 1) / n - cdf), np.max(cdf - np.arange(n) / n))
+    excess_kurtosis = np.mean(z**4) / np.mean(z**2) ** 2 - 3
+    tail = np.mean(np.abs(z) > 3)
+    print(f"KS {ks:.5f}, mean {z.mean():+.5f}, sd {z.std():.5f}, excess kurtosis {excess_kurtosis:+.4f}, "
+          f"P(|z|>3) {tail:.5f}")
+    assert ks < 0.003
+    assert abs(excess_kurtosis) < 0.1
+    assert abs(tail / 0.0027 - 1) < 0.25
+    assert abs(z.mean()) < 0.005 and abs(z.std() - 1) < 0.005
+
+
+def test_gaussian_autocorrelation_and_independent_streams(read_noise_samples):
+    z = read_noise_samples
+    sequence = z.ravel()  # one stream after another, in draw order
+    worst_lag = max(abs(np.corrcoef(sequence[:-lag], sequence[lag:])[0, 1]) for lag in range(1, 17))
+    neighbour_streams = abs(np.corrcoef(z[:-1].ravel(), z[1:].ravel())[0, 1])  # read r vs r + 1
+    print(f"worst |autocorrelation| at lags 1..16: {worst_lag:.5f}; adjacent streams {neighbour_streams:.5f}")
+    assert worst_lag < 0.005
+    assert neighbour_streams < 0.005

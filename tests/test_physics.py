@@ -1,0 +1,145 @@
+"""The PCM model on model:// against aihwkit's equations, over 64x64 cells at several levels.
+
+The expected values come from the equations in ARCHITECTURE.md (aihwkit's PCMLikeNoiseModel),
+computed here in floats; the tile computes them with integer tables and its own noise.
+"""
+
+from math import log, sqrt
+
+import numpy as np
+import pytest
+
+import memxbar
+
+G_MAX = 25.0
+LEVELS_US = (5.0, 10.0, 15.0, 20.0, 25.0)  # targets far enough from 0 that clipping is negligible
+T0, T_READ = 20.0, 250e-9
+
+
+def pcm_sigma_prog(g):
+    x = g / G_MAX
+    return (0.26348 + 1.9650 * x - 1.1731 * x * x) * G_MAX / 25
+
+
+def pcm_nu(g):
+    x = max(g / G_MAX, 1e-7)
+    return (min(max(-0.0155 * log(x) + 0.0244, 0.049), 0.1),
+            min(max(-0.0125 * log(x) - 0.0059, 0.008), 0.045))
+
+
+def expected_drift_factor(g, t):
+    """E[(t'/t0)**-nu] for nu = |N(mu, sigma)|, by quadrature over the folded normal."""
+    mu, sigma = pcm_nu(g)
+    nu = np.linspace(mu - 8 * sigma, mu + 8 * sigma, 20001)
+    weight = np.exp(-0.5 * ((nu - mu) / sigma) ** 2)
+    factor = ((t + T0) / T0) ** -np.abs(nu)
+    return float((weight * factor).sum() / weight.sum())
+
+
+def pcm_read_sigma_rel(g_prog, t):
+    q_s = np.minimum(0.0088 / np.maximum((g_prog / G_MAX) ** 0.65, 1e-3), 0.2)
+    return q_s * sqrt(log((t + T0 + T_READ) / (2 * T_READ)))
+
+
+def uniform_weights(tile, g_target):
+    """A (64, 64) matrix whose positive cells all map to ``g_target`` uS (G- = 0)."""
+    top = tile.model.target_max(tile.config)
+    lsb = tile.model.lsb(tile.config)
+    level = round(g_target / lsb)
+    return np.full((64, 64), level / top), level * lsb  # max|W| = 1 ... scaled by level/top
+
+
+def program_level(tile, g_target):
+    w, g_quantised = uniform_weights(tile, g_target)
+    w[0, 0] = 1.0  # fixes s = g_max / max|W|, so the other cells land on g_target
+    tile.program(w)
+    return g_quantised
+
+
+@pytest.fixture
+def tile():
+    with memxbar.open("model://?rows=64&cols=64&lanes=8") as dev:
+        yield dev.tile(0)
+
+
+@pytest.mark.parametrize("g_target", LEVELS_US)
+def test_programming_noise_std(tile, g_target):
+    tile.configure(memxbar.PCM(), seed=int(g_target))  # a seed per level: independent samples
+    g_quantised = program_level(tile, g_target)
+    g_plus, _ = tile.conductances()  # per_read at t = 0: programmed conductances
+    measured = g_plus.ravel()[1:].std()
+    expected = pcm_sigma_prog(g_quantised)
+    print(f"{g_target} uS: sigma_prog {measured:.4f} uS, equation {expected:.4f}")
+    assert abs(measured / expected - 1) < 0.05
+
+
+@pytest.mark.parametrize("t", [3600.0, 86400.0])
+@pytest.mark.parametrize("g_target", LEVELS_US)
+def test_mean_drift_factor(tile, g_target, t):
+    tile.configure(memxbar.PCM(), seed=12)
+    g_quantised = program_level(tile, g_target)
+    g_prog = tile.conductances()[0].ravel()[1:]
+    tile.drift(t)
+    g_drift = tile.conductances()[0].ravel()[1:]
+    measured = g_drift.mean() / g_prog.mean()
+    expected = expected_drift_factor(g_quantised, t)
+    print(f"{g_target} uS, t={t:.0f} s: drift factor {measured:.4f}, E[(t'/t0)^-nu] {expected:.4f}")
+    assert abs(measured / expected - 1) < 0.02
+
+
+def test_drift_continues_each_cells_trajectory(tile):
+    """Drift is a function of the time since programming: 1 h then 1 day equals 1 day directly."""
+    tile.configure(memxbar.PCM(), seed=3)
+    program_level(tile, 15.0)
+    tile.drift(3600.0)
+    one_hour = tile.conductances()[0]
+    tile.drift(86400.0)
+    via_one_hour = tile.conductances()[0]
+    tile.configure(memxbar.PCM(), seed=3)
+    program_level(tile, 15.0)
+    tile.drift(86400.0)
+    assert np.array_equal(tile.conductances()[0], via_one_hour)
+    assert (via_one_hour <= one_hour + 1e-9).mean() > 0.99  # PCM conductance decays
+
+
+@pytest.mark.parametrize("t", [0.0, 3600.0, 86400.0 * 365])
+@pytest.mark.parametrize("g_target", LEVELS_US)
+def test_frozen_read_noise_std(tile, g_target, t):
+    # same seed, same programming: per_read holds the noise-free drifted conductances
+    tile.configure(memxbar.PCM(), seed=21, read_noise="per_read")
+    g_quantised = program_level(tile, g_target)
+    g_prog = tile.conductances()[0].ravel()[1:]
+    tile.drift(t)
+    g_drift = tile.conductances()[0].ravel()[1:]
+    tile.configure(memxbar.PCM(), seed=21, read_noise="frozen")
+    program_level(tile, g_target)
+    tile.drift(t)
+    g_read = tile.conductances()[0].ravel()[1:]
+    measured = np.std((g_read - g_drift) / g_drift)
+    expected = np.sqrt(np.mean(pcm_read_sigma_rel(g_prog, t) ** 2))
+    print(f"{g_target} uS (level {g_quantised:.2f}), t={t:.0f} s: read noise {measured:.5f}, "
+          f"equation {expected:.5f}")
+    assert abs(measured / expected - 1) < 0.05
+
+
+def test_per_read_noise_std_through_mvms():
+    """Per-read noise seen in MVM outputs: sigma_j**2 = sum_i x_i**2 (sigma+_ij**2 + sigma-_ij**2)."""
+    with memxbar.open("model://?rows=64&cols=64&lanes=8") as dev:
+        tile = dev.tile(0)
+        cfg = tile.config
+        pcm = memxbar.PCM(out_noise=0.0)
+        tile.configure(pcm, seed=5)
+        level = 150
+        tile.program_levels(np.full((64, 64), level), np.full((64, 64), level))  # W = 0, noise remains
+        g_prog = tile.conductances()  # uS, at t = 0 and without read noise in per_read mode
+        t = 3600.0
+        tile.drift(t)
+        g_drift = tile.conductances()
+        sigma_cells = [g_drift[k] * pcm_read_sigma_rel(g_prog[k], t) / pcm.lsb(cfg) for k in range(2)]
+        expected = cfg.x_max * np.sqrt((sigma_cells[0] ** 2 + sigma_cells[1] ** 2).sum(axis=1))  # (cols,)
+        x = np.full((400, cfg.rows), cfg.x_max)
+        y = tile.run_codes(x) * 2.0**cfg.adc_shift
+        ratio = y.std(axis=0) / expected
+        print(f"per-read noise: measured / equation = {ratio.mean():.4f} (column spread {ratio.std():.4f})")
+        assert abs(ratio.mean() - 1) < 0.05
+        assert not np.array_equal(tile.run_codes(x[:1]), tile.run_codes(x[:1]))  # fresh every read
