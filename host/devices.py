@@ -15,7 +15,15 @@ from math import isfinite, log, sqrt
 
 import numpy as np
 
-from .protocol.physics import DRIFT_ONE, NU_CODES, V_MAX, DriftTables, ProgramTables
+from .protocol.physics import (
+    DRIFT_ONE,
+    NU_CODES,
+    OUT_VAR_BITS,
+    SIGMA_STEPS,
+    V_MAX,
+    DriftTables,
+    ProgramTables,
+)
 
 __all__ = ["PCM", "RRAM", "DeviceModel", "Ideal"]
 
@@ -144,9 +152,9 @@ class DeviceModel:
         ints = _table_of_ints
         return ProgramTables(
             level=ints("level", level, config.g_max),
-            prog_sigma=ints("prog_sigma", 16 * self.prog_sigma(g_target) / lsb, 1 << 16),
+            prog_sigma=ints("prog_sigma", SIGMA_STEPS * self.prog_sigma(g_target) / lsb, 1 << 16),
             nu_mean=ints("nu_mean", 16 * np.abs(self.nu_mean(g_target)) / step, 16 * NU_CODES),
-            nu_sigma=ints("nu_sigma", 256 * np.abs(self.nu_sigma(g_target)) / step, 1 << 16),
+            nu_sigma=ints("nu_sigma", 16 * SIGMA_STEPS * np.abs(self.nu_sigma(g_target)) / step, 1 << 16),
             p_on=min(round(self.stuck_on * 2**32), 2**32 - 1),
             p_off=min(round(self.stuck_off * 2**32), 2**32 - 1),
             g_on=config.g_max,
@@ -161,14 +169,17 @@ class DeviceModel:
         codes = np.arange(NU_CODES)
         drift = _table_of_ints("drift", DRIFT_ONE * self.drift_factor(codes * self.nu_step(), t), DRIFT_ONE)
         g_prog = np.arange(config.g_max + 1) * lsb
-        read_sigma = _table_of_ints("read_sigma", 65536 * self.read_sigma(g_prog, t), 1 << 20)
+        read_sigma = _table_of_ints("read_sigma", 4096 * SIGMA_STEPS * self.read_sigma(g_prog, t), 1 << 20)
         # the noisiest cell pair sets the variance scale, so no cell's variance saturates
         s_max = max(level * rs for level, rs in enumerate(read_sigma)) / 4096
         var_shift = 0
         while 2 * s_max * s_max / 4**var_shift > V_MAX and var_shift < 15:
             var_shift += 1
-        sigma_acc = self.out_noise * config.x_max * self.target_max(config)
-        out_var = round(sigma_acc**2 * 2.0 ** (8 - 2 * var_shift))
+        sigma_acc = self.out_noise * config.x_max * self.target_max(config) * SIGMA_STEPS
+        out_var = round(sigma_acc**2 / 4**var_shift)
+        if out_var >= 1 << OUT_VAR_BITS:
+            raise ValueError(f"out_noise {self.out_noise!r} is too large for this tile: its variance "
+                             f"needs more than {OUT_VAR_BITS} bits")
         return DriftTables(drift=drift, read_sigma=read_sigma, var_shift=var_shift, out_var=out_var)
 
     def __repr__(self):

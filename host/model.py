@@ -10,7 +10,7 @@ import numpy as np
 
 from .noise import Streams, gauss, noise_key, threefry2x32
 from .protocol import TileConfig, cell_at, memory_cells
-from .protocol.physics import NU_CODES, V_MAX, Z_INV, Z_SHIFT, Domain, ReadNoise, ideal_tables
+from .protocol.physics import NU_CODES, V_MAX, Domain, ReadNoise, ideal_tables
 
 __all__ = ["COUNTERS", "TileModel", "adc", "isqrt", "mvm_codes"]
 
@@ -190,8 +190,8 @@ class TileModel:
             q = isqrt(variance << 8)
             streams = Streams(self._key(Domain.READ), self.reads + np.arange(batch))
             z = np.stack([streams.gaussian() for _ in range(cfg.cols)], axis=1)
-            shift = Z_SHIFT + 4 - self.drift_tables.var_shift
-            acc = acc + ((q * z * Z_INV + (1 << (shift - 1))) >> shift)
+            shift = 19 - self.drift_tables.var_shift
+            acc = acc + ((q * z + (1 << (shift - 1))) >> shift)
         self.reads += batch
         self.counters["mvms"] += batch
         self.counters["macs"] += batch * cfg.rows * cfg.cols

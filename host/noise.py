@@ -8,7 +8,7 @@ the keys are specified in :mod:`memxbar.protocol.physics`. Arithmetic is uint64 
 
 import numpy as np
 
-from .protocol.physics import THREEFRY_PARITY, THREEFRY_ROTATIONS, Z_INV, Z_SHIFT, Domain
+from .protocol.physics import THREEFRY_PARITY, THREEFRY_ROTATIONS, Domain
 
 __all__ = ["Streams", "gauss", "noise_key", "threefry2x32"]
 
@@ -87,8 +87,6 @@ def _popcount(words):
     return np.bitwise_count(words).astype(np.int64)
 
 
-def gauss(sigma16, z):
-    """``N(0, (sigma16 / 16)**2)`` from ``z``: ``round(sigma16 * z / (16 * Z_SIGMA))``, exactly."""
-    product = np.asarray(sigma16, dtype=np.int64) * np.asarray(z, dtype=np.int64)
-    # sigma16 * |z| < 2**32 keeps product * Z_INV inside int64
-    return (product * Z_INV + (1 << (Z_SHIFT - 1))) >> Z_SHIFT
+def gauss(sigma, z):
+    """``N(0, (sigma / SIGMA_STEPS)**2)`` from ``z``: ``(sigma * z + 2**14) >> 15``."""
+    return (np.asarray(sigma, dtype=np.int64) * np.asarray(z, dtype=np.int64) + (1 << 14)) >> 15

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from memxbar.noise import Streams, gauss, noise_key, threefry2x32
-from memxbar.protocol.physics import Z_SIGMA, Domain
+from memxbar.protocol.physics import SIGMA_STEPS, Z_SIGMA, Domain
 
 
 @pytest.mark.parametrize(("key", "counter", "expected"), [
@@ -36,9 +36,9 @@ def test_masked_streams_do_not_advance():
     assert not np.array_equal(streams.state[:, 0], before[:, 0])
 
 
-def test_gauss_rounds_to_nearest():
+def test_gauss_scales_to_sigma_steps():
     z = np.arange(-16639, 16640, 7)
-    exact = 160 * z / (16 * Z_SIGMA)
+    exact = 160 * z / (SIGMA_STEPS * Z_SIGMA)
     assert np.abs(gauss(160, z) - exact).max() <= 0.5 + 1e-6
 
 

@@ -15,8 +15,9 @@ takes three outputs ``a, b, c``::
 
 so ``z`` is a binomial(64, 1/2) smoothed by a uniform dither: mean 0, standard deviation
 ``Z_SIGMA`` (about 2053.3), excess kurtosis -0.031, at most 0.0013 from N(0, 1) in
-Kolmogorov distance. ``gauss(s, z) = (s * z * Z_INV + 2**(Z_SHIFT-1)) >> Z_SHIFT`` draws
-``N(0, (s / 16)**2)``: tables store standard deviations in sixteenths of their unit.
+Kolmogorov distance. ``gauss(s, z) = (s * z + 2**14) >> 15`` draws ``N(0, (s / SIGMA_STEPS)**2)``
+with ``SIGMA_STEPS = 2**15 / Z_SIGMA`` (about 15.96): tables store standard deviations in
+steps of ``1 / SIGMA_STEPS`` of their unit, so the gateware needs no division by ``Z_SIGMA``.
 
 Noise keys (documented equivalent of "a function of seed, tile, read index and cell")
 --------------------------------------------------------------------------------------
@@ -47,16 +48,16 @@ Drifting, for the drift tables of time ``t`` (and right after programming, with 
 tables of the last drift call; CONFIG loads those of ``t = 0``)::
 
     g_drift = clip((g_prog * DRIFT[nu_code] + 2**15) >> 16, 0, g_max)
-    s = (g_drift * READ_SIGMA[g_prog] + 2**11) >> 12         # read-noise sigma, 1/16 level
+    s = (g_drift * READ_SIGMA[g_prog] + 2**11) >> 12         # read-noise sigma, sigma steps
     frozen:   g = clip(g_drift + gauss(s, z), 0, g_max); v = 0
     per_read: g = g_drift; v = min(V_MAX, (s+**2 + s-**2 + h) >> (2 * var_shift)),
               h = 2**(2*var_shift - 1) or 0
 
 An MVM with read index ``r``, per column ``j`` (``acc_j`` as in :mod:`.geometry`)::
 
-    V_j = sum_i x_i**2 * v_ji + out_var                     # units 2**(2*var_shift - 8)
-    q_j = isqrt(V_j << 8)                                    # floor square root
-    acc_j += (q_j * z_j * Z_INV + 2**(k - 1)) >> k,   k = Z_SHIFT + 4 - var_shift
+    V_j = sum_i x_i**2 * v_ji + out_var         # units (2**var_shift / SIGMA_STEPS)**2
+    q_j = isqrt(V_j << 8)                       # floor square root: 16 sqrt(V_j)
+    acc_j += (q_j * z_j + 2**(k - 1)) >> k,     k = 19 - var_shift
     y_j = adc(acc_j)
 """
 
@@ -65,20 +66,21 @@ from math import sqrt
 
 from amaranth.lib import enum
 
-__all__ = ["DRIFT_ONE", "NU_CODES", "THREEFRY_PARITY", "THREEFRY_ROTATIONS", "V_MAX", "Z_INV", "Z_SHIFT",
-           "Z_SIGMA", "Domain", "DriftTables", "ProgramTables", "ReadNoise", "ideal_tables"]
+__all__ = ["DRIFT_ONE", "NU_CODES", "OUT_VAR_BITS", "SIGMA_STEPS", "THREEFRY_PARITY", "THREEFRY_ROTATIONS",
+           "V_MAX", "Z_SIGMA", "Domain", "DriftTables", "ProgramTables", "ReadNoise", "ideal_tables"]
 
 #: Standard deviation of the integer Gaussian ``z``: binomial part plus dither.
 Z_SIGMA = sqrt(16 * 512**2 + (256**2 - 1) / 3)
-#: ``gauss`` multiplies by ``Z_INV / 2**Z_SHIFT = 1 / (16 * Z_SIGMA)``.
-Z_SHIFT = 30
-Z_INV = round(2**Z_SHIFT / (16 * Z_SIGMA))
+#: Table steps per unit of standard deviation: ``gauss(s, z)`` has sd ``s / SIGMA_STEPS``.
+SIGMA_STEPS = 2**15 / Z_SIGMA
 #: Drift exponents are quantised to this many codes (``nu = code * nu_step``).
 NU_CODES = 256
 #: ``DRIFT`` table entries are Q16: this is a factor of 1.
 DRIFT_ONE = 1 << 16
 #: Largest per-cell read-noise variance code.
 V_MAX = (1 << 10) - 1
+#: Width of the output-noise variance.
+OUT_VAR_BITS = 40
 
 THREEFRY_ROTATIONS = (13, 15, 26, 6, 17, 29, 16, 24)
 THREEFRY_PARITY = 0x1BD11BDA
