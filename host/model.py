@@ -10,7 +10,7 @@ import numpy as np
 
 from .noise import Streams, gauss, noise_key, threefry2x32
 from .protocol import TileConfig, cell_at, memory_cells
-from .protocol.physics import NU_CODES, V_MAX, Domain, ReadNoise, ideal_tables
+from .protocol.physics import NU_CODES, V_MAX, Domain, ReadNoise, ideal_tables, mvm_noise
 
 __all__ = ["COUNTERS", "TileModel", "adc", "isqrt", "mvm_codes"]
 
@@ -58,7 +58,7 @@ class TileModel:
         lanes, words = np.indices((config.lanes, config.words_per_lane))
         cols, rows = cell_at(config, lanes, words)
         self._cols, self._rows = cols, rows
-        self._cell = cols * config.rows + rows
+        self._cell = lanes * config.words_per_lane + words
         self._real = cols < config.cols
         self.configure(0, ReadNoise.PER_READ, *ideal_tables(config))
 
@@ -76,14 +76,14 @@ class TileModel:
         self.program_tables = program
         self.writes = self.drifts = self.reads = 0
         shape = (2, cfg.lanes, cfg.words_per_lane)
-        self.g_prog = np.zeros(shape, dtype=np.int64)
-        self.nu = np.zeros(shape, dtype=np.int64)
         if stuck is None:
             u = np.stack(threefry2x32(self._key(Domain.STUCK), (self._cell, 0)))
             on = u < program.p_on
             off = ~on & (u < program.p_on + program.p_off)
             stuck = np.where(on, 1, np.where(off, 2, 0))
         self.stuck = np.asarray(stuck, dtype=np.int64).reshape(shape)
+        self.g_prog = np.where(self.stuck == 1, program.g_on, 0)
+        self.nu = np.zeros(shape, dtype=np.int64)
         self._load_drift(drift)
         self._settle()
 
@@ -186,7 +186,7 @@ class TileModel:
         g_plus, g_minus = self.levels()
         acc = x @ (g_plus - g_minus).T
         variance = (x * x) @ self._as_cells(self.variance).T + self.drift_tables.out_var
-        if variance.any():
+        if mvm_noise(self.read_noise, self.drift_tables):
             q = isqrt(variance << 8)
             streams = Streams(self._key(Domain.READ), self.reads + np.arange(batch))
             z = np.stack([streams.gaussian() for _ in range(cfg.cols)], axis=1)

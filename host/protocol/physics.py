@@ -33,7 +33,11 @@ Noise keys (documented equivalent of "a function of seed, tile, read index and c
 * ``READ``, counter ``(r, 0)`` for the ``r``-th MVM since CONFIG: a stream gives one
   Gaussian per column in column order, the column's read plus output noise.
 
-``cell = col * rows + row`` everywhere.
+``cell = lane * words_per_lane + word`` is the cell's address in the tile's memory
+(:func:`memxbar.protocol.cell_address`), padding words included.
+
+CONFIG erases the array: every device gets ``g_prog = g_on`` if stuck on, else 0, and
+``nu_code = 0``; then it settles at the loaded drift tables.
 
 Programming one device of a cell to target level ``T``::
 
@@ -64,10 +68,30 @@ An MVM with read index ``r``, per column ``j`` (``acc_j`` as in :mod:`.geometry`
 from dataclasses import dataclass
 from math import sqrt
 
-from amaranth.lib import enum
+from amaranth.lib import data, enum
 
-__all__ = ["DRIFT_ONE", "NU_CODES", "OUT_VAR_BITS", "SIGMA_STEPS", "THREEFRY_PARITY", "THREEFRY_ROTATIONS",
-           "V_MAX", "Z_SIGMA", "Domain", "DriftTables", "ProgramTables", "ReadNoise", "ideal_tables"]
+__all__ = [
+    "DRIFT_ONE",
+    "NU_CODES",
+    "OUT_VAR_BITS",
+    "SIGMA_STEPS",
+    "TABLE_BITS",
+    "THREEFRY_PARITY",
+    "THREEFRY_ROTATIONS",
+    "V_MAX",
+    "Z_SIGMA",
+    "Domain",
+    "DriftTables",
+    "EngineOp",
+    "Params",
+    "ProgramTables",
+    "ReadNoise",
+    "Table",
+    "ideal_tables",
+    "mvm_noise",
+    "params_fields",
+    "table_entries",
+]
 
 #: Standard deviation of the integer Gaussian ``z``: binomial part plus dither.
 Z_SIGMA = sqrt(16 * 512**2 + (256**2 - 1) / 3)
@@ -80,7 +104,7 @@ DRIFT_ONE = 1 << 16
 #: Largest per-cell read-noise variance code.
 V_MAX = (1 << 10) - 1
 #: Width of the output-noise variance.
-OUT_VAR_BITS = 40
+OUT_VAR_BITS = 32
 
 THREEFRY_ROTATIONS = (13, 15, 26, 6, 17, 29, 16, 24)
 THREEFRY_PARITY = 0x1BD11BDA
@@ -98,6 +122,47 @@ class Domain(enum.Enum, shape=8):
 class ReadNoise(enum.Enum, shape=1):
     PER_READ = 0  # fresh on every MVM (CrossSim, real devices)
     FROZEN = 1    # sampled at each drift call and held (aihwkit)
+
+
+class Table(enum.Enum, shape=3):
+    """The tile's tables, as table writes name them."""
+
+    LEVEL = 0
+    PROG_SIGMA = 1
+    NU_MEAN = 2
+    NU_SIGMA = 3
+    DRIFT = 4
+    READ_SIGMA = 5
+
+
+#: Width of each table's entries.
+TABLE_BITS = {Table.LEVEL: 8, Table.PROG_SIGMA: 16, Table.NU_MEAN: 13, Table.NU_SIGMA: 16,
+              Table.DRIFT: 17, Table.READ_SIGMA: 21}
+
+
+class EngineOp(enum.Enum, shape=1):
+    CONFIGURE = 0  # erase the array, sample stuck cells, restart every noise index
+    DRIFT = 1      # a drift call: move every cell to the loaded drift tables
+
+
+class Params(data.Struct):
+    """The scalars of a device the tile holds while it works (tables are separate)."""
+
+    seed: 32
+    p_on: 32
+    p_off: 32
+    out_var: 32
+    g_on: 8
+    verify_tol: 8
+    verify_max: 8
+    var_shift: 4
+    read_noise: ReadNoise
+    mvm_noise: 1  # MVMs draw noise: mvm_noise(...) of the loaded tables
+
+
+def mvm_noise(read_noise, drift):
+    """Whether MVMs add noise: output noise, or read noise drawn per read."""
+    return bool(drift.out_var) or (ReadNoise(read_noise) == ReadNoise.PER_READ and any(drift.read_sigma))
 
 
 @dataclass(frozen=True, eq=False)
@@ -139,3 +204,27 @@ def ideal_tables(config):
     zeros = (0,) * (config.g_max + 1)
     return (ProgramTables(level=levels, prog_sigma=zeros, nu_mean=zeros, nu_sigma=zeros),
             DriftTables(drift=(DRIFT_ONE,) * NU_CODES, read_sigma=zeros))
+
+
+def table_entries(program=None, drift=None):
+    """``(Table, index, value)`` for every entry of the given tables, as the tile stores them."""
+    columns = []
+    if program is not None:
+        columns += [(Table.LEVEL, program.level), (Table.PROG_SIGMA, program.prog_sigma),
+                    (Table.NU_MEAN, program.nu_mean), (Table.NU_SIGMA, program.nu_sigma)]
+    if drift is not None:
+        columns += [(Table.DRIFT, drift.drift), (Table.READ_SIGMA, drift.read_sigma)]
+    for table, values in columns:
+        for index, value in enumerate(values):
+            if not 0 <= value < 1 << TABLE_BITS[table]:
+                raise ValueError(f"table {table.name} entry {index} = {value} does not fit "
+                                 f"{TABLE_BITS[table]} bits")
+            yield table, index, value
+
+
+def params_fields(seed, read_noise, program, drift):
+    """The :class:`Params` a tile holds for a device, as a dict of field values."""
+    return {"seed": seed, "p_on": program.p_on, "p_off": program.p_off, "out_var": drift.out_var,
+            "g_on": program.g_on, "verify_tol": program.verify_tol, "verify_max": program.verify_max,
+            "var_shift": drift.var_shift, "read_noise": ReadNoise(read_noise).value,
+            "mvm_noise": int(mvm_noise(read_noise, drift))}

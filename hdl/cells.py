@@ -1,0 +1,404 @@
+"""The tile's device engine: programs, drifts and erases cells one at a time, from tables.
+
+What it computes is specified in :mod:`memxbar.protocol.physics` (and mirrored by the golden
+model); this is a sequential machine with one shift-and-add multiplier, because cells are
+programmed and drifted rarely and the iCE40's DSPs belong to the MAC lanes. A cell costs
+roughly 100-300 cycles, so a 64x64 tile reprograms or drifts in about a tenth of a second at
+12 MHz, faster than the link can deliver its weights.
+
+The engine keeps each cell's programmed state (``g_prog``, drift code, stuck code) in its own
+memory and hands finished cells (the conductances MVMs see, and the per-read noise variance)
+to the tile on ``cell``.
+"""
+
+from amaranth import Array, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..protocol import TileConfig
+from ..protocol.physics import NU_CODES, TABLE_BITS, V_MAX, Domain, EngineOp, Params, ReadNoise, Table
+from .noise import GaussianSource, Threefry
+
+__all__ = ["CellEngine", "SerialMultiplier", "cell_update_layout", "table_write_layout", "target_layout"]
+
+
+def _index(count):
+    return range(max(count, 2))
+
+
+def target_layout(config):
+    """Program cell ``(lane, word)`` to target levels ``(t_plus, t_minus)``."""
+    return data.StructLayout({"lane": _index(config.lanes), "word": _index(config.words_per_lane),
+                              "t_plus": unsigned(config.g_bits), "t_minus": unsigned(config.g_bits)})
+
+
+def cell_update_layout(config):
+    """A finished cell: the levels MVMs use and the read-noise variance code."""
+    return data.StructLayout({"lane": _index(config.lanes), "word": _index(config.words_per_lane),
+                              "g_plus": unsigned(config.g_bits), "g_minus": unsigned(config.g_bits),
+                              "var": range(V_MAX + 1)})
+
+
+def table_write_layout(config):
+    return data.StructLayout({"table": Table, "index": 8, "value": max(TABLE_BITS.values())})
+
+
+def _state_layout(config):
+    g = unsigned(config.g_bits)
+    return data.StructLayout({"g_prog": data.ArrayLayout(g, 2), "nu": data.ArrayLayout(8, 2),
+                              "stuck": data.ArrayLayout(2, 2)})
+
+
+class SerialMultiplier(wiring.Component):
+    """``a * b`` of signed operands by shift and add: one bit of ``|a|`` per cycle.
+
+    ``busy`` rises the cycle after ``start`` and falls once ``product`` holds the result.
+    """
+
+    def __init__(self, a_width, b_width):
+        self.a_width, self.b_width = a_width, b_width
+        super().__init__({"start": In(1), "a": In(signed(a_width)), "b": In(signed(b_width)),
+                          "busy": Out(1), "product": Out(signed(a_width + b_width))})
+
+    def elaborate(self, platform):
+        m = Module()
+        width = self.a_width + self.b_width
+        rest = Signal(self.a_width)
+        addend = Signal(width)
+        total = Signal(width)
+        negative = Signal()
+        with m.If(self.start):
+            m.d.sync += [rest.eq(abs(self.a)), addend.eq(abs(self.b)), total.eq(0),
+                         negative.eq(self.a[-1] ^ self.b[-1])]
+        with m.Elif(rest != 0):
+            with m.If(rest[0]):
+                m.d.sync += total.eq(total + addend)
+            m.d.sync += [rest.eq(rest >> 1), addend.eq(addend << 1)]
+        m.d.comb += [self.busy.eq(rest != 0),
+                     self.product.eq(Mux(negative, -total.as_signed(), total.as_signed()))]
+        return m
+
+
+class CellEngine(wiring.Component):
+    """Programming, drift and erase of one tile's cells (see the module docstring).
+
+    Parameters
+    ----------
+    config : TileConfig
+    tile : int
+        The tile's index, part of every noise key.
+
+    Attributes
+    ----------
+    params : In(Params)
+        Held steady by the owner while the engine works.
+    table : In(stream.Signature(table_write_layout(config)))
+        Table entries; accepted only while idle.
+    op : In(stream.Signature(EngineOp))
+        CONFIGURE or DRIFT over every cell; accepted only while idle.
+    program : In(stream.Signature(target_layout(config)))
+        Cells to program, in the order the host sends them (that order keys the noise).
+    cell : Out(stream.Signature(cell_update_layout(config)))
+        Finished cells for the tile's MVM memory.
+    restart : Out(1)
+        Pulses when CONFIGURE begins: the tile restarts its read index.
+    pulse, verify_read : Out(1)
+        One programming pulse / one verify read this cycle (event counters).
+    busy : Out(1)
+    """
+
+    def __init__(self, config, tile=0):
+        if not isinstance(config, TileConfig):
+            raise TypeError(f"config must be a TileConfig, not {config!r}")
+        if config.g_bits > 8:
+            raise ValueError(f"the device engine's tables take g_bits <= 8, not {config.g_bits}")
+        self.config = config
+        self.tile = tile
+        super().__init__({
+            "params": In(Params),
+            "table": In(stream.Signature(table_write_layout(config))),
+            "op": In(stream.Signature(EngineOp)),
+            "program": In(stream.Signature(target_layout(config))),
+            "cell": Out(stream.Signature(cell_update_layout(config))),
+            "restart": Out(1),
+            "pulse": Out(1),
+            "verify_read": Out(1),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        cfg = self.config
+        p = self.params
+        m = Module()
+        levels = 1 << cfg.g_bits
+
+        # -- tables: written by the host while idle, read by the engine one cycle later -----
+        depth = {Table.DRIFT: NU_CODES}
+        tables = {}
+        for table in Table:
+            mem = memory.Memory(shape=TABLE_BITS[table], depth=depth.get(table, levels), init=[])
+            m.submodules[f"table_{table.name.lower()}"] = mem
+            write, read = mem.write_port(), mem.read_port()
+            m.d.comb += [write.addr.eq(self.table.payload.index), write.data.eq(self.table.payload.value),
+                         write.en.eq(self.table.valid & self.table.ready & (self.table.payload.table == table))]
+            tables[table] = read
+
+        state_layout = _state_layout(cfg)
+        cells = cfg.lanes * cfg.words_per_lane
+        m.submodules.state = state_mem = memory.Memory(shape=state_layout, depth=cells, init=[])
+        state_wr, state_rd = state_mem.write_port(), state_mem.read_port()
+
+        m.submodules.gauss = gauss = GaussianSource()
+        m.submodules.threefry = threefry = Threefry()
+        m.submodules.mul = mul = SerialMultiplier(19, 22)
+
+        # the Gaussian source reads its key and counter while it seeds: held in registers
+        noise_domain = Signal(8)
+        noise_counter = [Signal(32, name="noise_counter0"), Signal(32, name="noise_counter1")]
+        m.d.comb += [gauss.key0.eq(p.seed), gauss.key1.eq((self.tile << 8) | noise_domain),
+                     gauss.counter0.eq(noise_counter[0]), gauss.counter1.eq(noise_counter[1])]
+
+        def seed(domain, counter0, counter1):
+            m.d.comb += gauss.seed.eq(1)
+            m.d.sync += [noise_domain.eq(domain.value), noise_counter[0].eq(counter0),
+                         noise_counter[1].eq(counter1)]
+
+        # -- the cell being worked on ------------------------------------------------------------
+        lane = Signal(_index(cfg.lanes))
+        word = Signal(_index(cfg.words_per_lane))
+        addr = Signal(range(max(cells, 2)))
+        m.d.comb += addr.eq(lane * cfg.words_per_lane + word)
+        job = Signal(2)  # PROGRAM, CONFIGURE, DRIFT
+        PROGRAM, CONFIGURE, DRIFT = 0, 1, 2
+        target = Array(Signal(cfg.g_bits, name=f"target{d}") for d in range(2))
+        stuck = Array(Signal(2, name=f"stuck{d}") for d in range(2))
+        g_prog = Array(Signal(cfg.g_bits, name=f"g_prog{d}") for d in range(2))
+        nu = Array(Signal(8, name=f"nu{d}") for d in range(2))
+        g_drift = Array(Signal(cfg.g_bits, name=f"g_drift{d}") for d in range(2))
+        sigma = Array(Signal(18, name=f"sigma{d}") for d in range(2))
+        g_now = Array(Signal(cfg.g_bits, name=f"g_now{d}") for d in range(2))
+        var = Signal(range(V_MAX + 1))
+        var_acc = Signal(37)
+        dev = Signal()
+        attempt = Signal(8)
+        writes = Signal(32)   # cell writes since CONFIGURE: the PROGRAM noise counter
+        drifts = Signal(32)   # drift calls since CONFIGURE: part of the DRIFT noise counter
+
+        level = Signal(cfg.g_bits)
+        prog_sigma = Signal(16)
+        nu_mean = Signal(13)
+        nu_sigma = Signal(16)
+        drift_factor = Signal(17)
+        read_sigma = Signal(21)
+
+        def clip_level(value):
+            return Mux(value < 0, 0, Mux(value > cfg.g_max, cfg.g_max, value))
+
+        def gauss_of(product):  # (s * z + 2**14) >> 15
+            return (product + (1 << 14)) >> 15
+
+        def start_mul(a, b):
+            return [mul.start.eq(1), mul.a.eq(a), mul.b.eq(b)]
+
+        def stuck_code(u):
+            on = u < p.p_on
+            off = u < (p.p_on + p.p_off)  # 33-bit sum: rates add up to at most 1
+            return Mux(on, 1, Mux(off, 2, 0))
+
+        m.d.comb += [
+            state_wr.addr.eq(addr), state_rd.addr.eq(addr), state_rd.en.eq(1),
+            state_wr.data.g_prog[0].eq(g_prog[0]), state_wr.data.g_prog[1].eq(g_prog[1]),
+            state_wr.data.nu[0].eq(nu[0]), state_wr.data.nu[1].eq(nu[1]),
+            state_wr.data.stuck[0].eq(stuck[0]), state_wr.data.stuck[1].eq(stuck[1]),
+            self.cell.payload.lane.eq(lane), self.cell.payload.word.eq(word),
+            self.cell.payload.g_plus.eq(g_now[0]), self.cell.payload.g_minus.eq(g_now[1]),
+            self.cell.payload.var.eq(var),
+            threefry.key0.eq(p.seed), threefry.key1.eq((self.tile << 8) | Domain.STUCK.value),
+            threefry.counter0.eq(addr), threefry.counter1.eq(0),
+        ]
+        for table in (Table.LEVEL, Table.PROG_SIGMA, Table.NU_MEAN, Table.NU_SIGMA):
+            m.d.comb += [tables[table].addr.eq(target[dev]), tables[table].en.eq(1)]
+        m.d.comb += [tables[Table.DRIFT].addr.eq(nu[dev]), tables[Table.DRIFT].en.eq(1),
+                     tables[Table.READ_SIGMA].addr.eq(g_prog[dev]), tables[Table.READ_SIGMA].en.eq(1)]
+
+        def next_cell_or_idle():
+            last_word = word == cfg.words_per_lane - 1
+            with m.If(job == PROGRAM):
+                m.next = "IDLE"
+            with m.Elif(last_word & (lane == cfg.lanes - 1)):
+                m.d.sync += [lane.eq(0), word.eq(0)]
+                m.next = "IDLE"
+            with m.Else():
+                m.d.sync += [word.eq(Mux(last_word, 0, word + 1)), lane.eq(lane + last_word)]
+                m.next = "NEXT"
+
+        with m.FSM() as fsm:
+            with m.State("IDLE"):
+                m.d.comb += [self.table.ready.eq(1), self.op.ready.eq(1),
+                             self.program.ready.eq(~self.op.valid)]
+                with m.If(self.op.valid):
+                    m.d.sync += [lane.eq(0), word.eq(0)]
+                    with m.If(self.op.payload == EngineOp.CONFIGURE):
+                        m.d.comb += self.restart.eq(1)
+                        m.d.sync += [job.eq(CONFIGURE), writes.eq(0), drifts.eq(0)]
+                        m.next = "ERASE"
+                    with m.Else():
+                        m.d.sync += [job.eq(DRIFT), drifts.eq(drifts + 1)]
+                        m.next = "LOAD"
+                with m.Elif(self.program.valid):
+                    cmd = self.program.payload
+                    m.d.sync += [job.eq(PROGRAM), lane.eq(cmd.lane), word.eq(cmd.word),
+                                 target[0].eq(cmd.t_plus), target[1].eq(cmd.t_minus)]
+                    m.next = "P_SEED"
+
+            with m.State("NEXT"):
+                with m.If(job == CONFIGURE):
+                    m.next = "ERASE"
+                with m.Else():
+                    m.next = "LOAD"
+
+            # -- CONFIGURE: stuck codes keyed on the cell, programmed state erased ----------
+            with m.State("ERASE"):
+                m.d.comb += threefry.start.eq(1)
+                m.next = "ERASE_WAIT"
+            with m.State("ERASE_WAIT"), m.If(~threefry.busy):
+                for d, u in enumerate((threefry.out0, threefry.out1)):
+                    code = stuck_code(u)
+                    m.d.sync += [stuck[d].eq(code), g_prog[d].eq(Mux(code == 1, p.g_on, 0)), nu[d].eq(0)]
+                m.next = "STORE"
+
+            # -- DRIFT: the programmed state of the cell, then settle ------------------------
+            with m.State("LOAD"):
+                m.next = "LOAD_WAIT"  # the read port shows addr's word one cycle later
+            with m.State("LOAD_WAIT"):
+                for d in range(2):
+                    m.d.sync += [g_prog[d].eq(state_rd.data.g_prog[d]), nu[d].eq(state_rd.data.nu[d]),
+                                 stuck[d].eq(state_rd.data.stuck[d])]
+                m.d.sync += dev.eq(0)
+                m.next = "S_TABLE"
+
+            # -- PROGRAM one cell --------------------------------------------------------------
+            with m.State("P_SEED"):
+                seed(Domain.PROGRAM, writes, 0)
+                m.d.sync += dev.eq(0)
+                m.next = "P_STUCK"
+            with m.State("P_STUCK"):
+                m.d.sync += [stuck[0].eq(state_rd.data.stuck[0]), stuck[1].eq(state_rd.data.stuck[1])]
+                m.next = "P_TABLE"
+            with m.State("P_TABLE"):
+                m.next = "P_DEVICE"
+            with m.State("P_DEVICE"):
+                m.d.sync += [level.eq(tables[Table.LEVEL].data), prog_sigma.eq(tables[Table.PROG_SIGMA].data),
+                             nu_mean.eq(tables[Table.NU_MEAN].data), nu_sigma.eq(tables[Table.NU_SIGMA].data),
+                             attempt.eq(0)]
+                with m.If(stuck[dev] != 0):
+                    m.d.comb += self.pulse.eq(1)
+                    m.d.sync += [g_prog[dev].eq(Mux(stuck[dev] == 1, p.g_on, 0)), nu[dev].eq(0)]
+                    m.next = "P_NEXT_DEVICE"
+                with m.Else():
+                    m.next = "P_Z"
+            with m.State("P_Z"), m.If(gauss.z.valid):
+                m.d.comb += [gauss.z.ready.eq(1), *start_mul(prog_sigma, gauss.z.payload)]
+                m.next = "P_MUL"
+            with m.State("P_MUL"), m.If(~mul.busy):
+                g = Signal(signed(cfg.g_bits + 12))
+                m.d.comb += [g.eq(level + gauss_of(mul.product)), self.pulse.eq(1)]
+                clipped = clip_level(g)
+                m.d.sync += [g_prog[dev].eq(clipped), attempt.eq(attempt + 1)]
+                close = abs(clipped - level) <= p.verify_tol
+                with m.If(p.verify_max == 0):
+                    m.next = "P_NU_Z"
+                with m.Else():
+                    m.d.comb += self.verify_read.eq(1)
+                    with m.If(close | (attempt + 1 >= p.verify_max)):
+                        m.next = "P_NU_Z"
+                    with m.Else():
+                        m.next = "P_Z"
+            with m.State("P_NU_Z"), m.If(gauss.z.valid):
+                m.d.comb += [gauss.z.ready.eq(1), *start_mul(nu_sigma, gauss.z.payload)]
+                m.next = "P_NU_MUL"
+            with m.State("P_NU_MUL"), m.If(~mul.busy):
+                nu16 = Signal(signed(24))
+                m.d.comb += nu16.eq(nu_mean + gauss_of(mul.product))
+                code = (abs(nu16) + 8) >> 4
+                m.d.sync += nu[dev].eq(Mux(code > NU_CODES - 1, NU_CODES - 1, code))
+                m.next = "P_NEXT_DEVICE"
+            with m.State("P_NEXT_DEVICE"):
+                with m.If(dev == 0):
+                    m.d.sync += dev.eq(1)
+                    m.next = "P_TABLE"
+                with m.Else():
+                    m.d.sync += writes.eq(writes + 1)
+                    m.next = "STORE"
+
+            with m.State("STORE"):
+                m.d.comb += state_wr.en.eq(1)
+                m.d.sync += dev.eq(0)
+                m.next = "S_TABLE"
+
+            # -- settle: drift, then frozen read noise or the per-read variance ---------------
+            with m.State("S_TABLE"):
+                m.next = "S_DRIFT"
+            with m.State("S_DRIFT"):
+                m.d.sync += [drift_factor.eq(tables[Table.DRIFT].data),
+                             read_sigma.eq(tables[Table.READ_SIGMA].data)]
+                m.d.comb += start_mul(g_prog[dev], tables[Table.DRIFT].data)
+                m.next = "S_DRIFT_MUL"
+            with m.State("S_DRIFT_MUL"), m.If(~mul.busy):
+                drifted = Signal(cfg.g_bits + 2)
+                m.d.comb += drifted.eq((mul.product + (1 << 15)) >> 16)
+                clipped = Mux(drifted > cfg.g_max, cfg.g_max, drifted)
+                m.d.sync += g_drift[dev].eq(clipped)
+                m.d.comb += start_mul(clipped, read_sigma)
+                m.next = "S_SIGMA_MUL"
+            with m.State("S_SIGMA_MUL"), m.If(~mul.busy):
+                m.d.sync += sigma[dev].eq((mul.product + (1 << 11)) >> 12)
+                with m.If(dev == 0):
+                    m.d.sync += dev.eq(1)
+                    m.next = "S_TABLE"
+                with m.Elif(p.read_noise == ReadNoise.FROZEN):
+                    m.next = "F_SEED"
+                with m.Else():
+                    m.next = "V_SQUARE0"
+
+            with m.State("F_SEED"):
+                seed(Domain.DRIFT, addr, drifts)
+                m.d.sync += dev.eq(0)
+                m.next = "F_Z"
+            with m.State("F_Z"), m.If(gauss.z.valid):
+                m.d.comb += [gauss.z.ready.eq(1), *start_mul(sigma[dev], gauss.z.payload)]
+                m.next = "F_MUL"
+            with m.State("F_MUL"), m.If(~mul.busy):
+                g = Signal(signed(cfg.g_bits + 16))
+                m.d.comb += g.eq(g_drift[dev] + gauss_of(mul.product))
+                m.d.sync += g_now[dev].eq(clip_level(g))
+                with m.If(dev == 0):
+                    m.d.sync += dev.eq(1)
+                    m.next = "F_Z"
+                with m.Else():
+                    m.d.sync += var.eq(0)
+                    m.next = "WRITE"
+
+            with m.State("V_SQUARE0"):
+                m.d.sync += [g_now[0].eq(g_drift[0]), g_now[1].eq(g_drift[1])]
+                m.d.comb += start_mul(sigma[0], sigma[0])
+                m.next = "V_SQUARE1"
+            with m.State("V_SQUARE1"), m.If(~mul.busy):
+                m.d.sync += var_acc.eq(mul.product)
+                m.d.comb += start_mul(sigma[1], sigma[1])
+                m.next = "V_SUM"
+            with m.State("V_SUM"), m.If(~mul.busy):
+                shift = Cat(0, p.var_shift)  # 2 * var_shift
+                total = Signal(38)
+                m.d.comb += total.eq(var_acc + mul.product + ((1 << shift) >> 1))
+                scaled = total >> shift
+                m.d.sync += var.eq(Mux(scaled > V_MAX, V_MAX, scaled))
+                m.next = "WRITE"
+
+            with m.State("WRITE"):
+                m.d.comb += self.cell.valid.eq(1)
+                with m.If(self.cell.ready):
+                    next_cell_or_idle()
+
+        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
+        return m

@@ -1,0 +1,157 @@
+"""Seeded Gaussian noise in gateware: Threefry-2x32-20 seeds xoshiro128++ streams.
+
+The algorithms, keys and the integer Gaussian are specified in :mod:`memxbar.protocol.physics`
+and mirrored by :mod:`memxbar.noise`. Threefry runs one round per cycle (about 21 cycles a
+block), only when a stream is (re)seeded; xoshiro128++ takes one step per cycle and a
+Gaussian takes three steps, so a source delivers one Gaussian every three cycles. Nothing
+here multiplies: adds, rotations, XORs and a popcount, cheap on an iCE40.
+"""
+
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..protocol.physics import THREEFRY_PARITY, THREEFRY_ROTATIONS
+
+__all__ = ["GaussianSource", "Threefry"]
+
+
+def _rotl(value, amount):
+    return Cat(value[32 - amount:], value[:32 - amount])
+
+
+def _popcount(value):
+    return sum(value[i] for i in range(len(value)))
+
+
+class Threefry(wiring.Component):
+    """Threefry-2x32 with 20 rounds, one round per cycle.
+
+    Attributes
+    ----------
+    start : In(1)
+        Begin a block with ``key`` and ``counter`` (taken this cycle) when not ``busy``.
+    key0, key1, counter0, counter1 : In(32)
+    busy : Out(1)
+    out0, out1 : Out(32)
+        The block; valid once ``busy`` falls.
+    """
+
+    start: In(1)
+    key0: In(32)
+    key1: In(32)
+    counter0: In(32)
+    counter1: In(32)
+    busy: Out(1)
+    out0: Out(32)
+    out1: Out(32)
+
+    def elaborate(self, platform):
+        m = Module()
+        ks = Array(Signal(32, name=f"ks{i}") for i in range(3))
+        x0, x1 = self.out0, self.out1
+        rnd = Signal(range(20))
+        with m.If(self.start & ~self.busy):
+            m.d.sync += [
+                ks[0].eq(self.key0), ks[1].eq(self.key1),
+                ks[2].eq(self.key0 ^ self.key1 ^ THREEFRY_PARITY),
+                x0.eq(self.key0 + self.counter0), x1.eq(self.key1 + self.counter1),
+                rnd.eq(0), self.busy.eq(1),
+            ]
+        with m.Elif(self.busy):
+            mixed0 = Signal(32)
+            mixed1 = Signal(32)
+            rotated = Signal(32)
+            with m.Switch(rnd[:3]):
+                for r, amount in enumerate(THREEFRY_ROTATIONS):
+                    with m.Case(r):
+                        m.d.comb += rotated.eq(_rotl(x1, amount))
+            m.d.comb += [mixed0.eq(x0 + x1), mixed1.eq(rotated ^ mixed0)]
+            m.d.sync += [x0.eq(mixed0), x1.eq(mixed1), rnd.eq(rnd + 1)]
+            with m.If(rnd[:2] == 3):  # key injection after every fourth round
+                n = Signal(3)
+                m.d.comb += n.eq(rnd[2:] + 1)
+                first = Mux(n == 3, 0, Mux((n == 1) | (n == 4), 1, 2))   # n % 3
+                second = Mux(n == 2, 0, Mux((n == 3), 1, Mux(n == 5, 0, 2)))  # (n + 1) % 3
+                m.d.sync += [x0.eq(mixed0 + ks[first]), x1.eq(mixed1 + ks[second] + n)]
+            with m.If(rnd == 19):
+                m.d.sync += self.busy.eq(0)
+        return m
+
+
+class GaussianSource(wiring.Component):
+    """A xoshiro128++ stream seeded by two Threefry blocks, as integer Gaussians ``z``.
+
+    Attributes
+    ----------
+    seed : In(1)
+        Restart the stream from ``key``/``counter`` (a pulse; any unconsumed ``z`` is lost).
+    key0, key1, counter0, counter1 : In(32)
+        Held while ``seeding``.
+    seeding : Out(1)
+    z : Out(stream.Signature(signed(16)))
+        Gaussians in stream order, standard deviation ``Z_SIGMA``.
+    """
+
+    seed: In(1)
+    key0: In(32)
+    key1: In(32)
+    counter0: In(32)
+    counter1: In(32)
+    seeding: Out(1)
+    z: Out(stream.Signature(signed(16)))
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.threefry = threefry = Threefry()
+        m.d.comb += [threefry.key0.eq(self.key0), threefry.key1.eq(self.key1),
+                     threefry.counter0.eq(self.counter0)]
+
+        s = [Signal(32, name=f"s{i}") for i in range(4)]
+        output = Signal(32)
+        m.d.comb += output.eq(_rotl((s[0] + s[3])[:32], 7) + s[0])
+        t = Signal(32)
+        m.d.comb += t.eq(s[1] << 9)
+        s2 = s[2] ^ s[0]
+        s3 = s[3] ^ s[1]
+        s1 = s[1] ^ s2
+        s0 = s[0] ^ s3
+        step = Signal()
+
+        phase = Signal(range(3))
+        ones = Signal(7)
+        with m.If(self.z.valid & self.z.ready):  # before the step: a new z may land this cycle
+            m.d.sync += self.z.valid.eq(0)
+        with m.If(step):
+            m.d.sync += [s[0].eq(s0), s[1].eq(s1), s[2].eq(s2 ^ t), s[3].eq(_rotl(s3, 11)),
+                         phase.eq(Mux(phase == 2, 0, phase + 1))]
+            with m.If(phase == 0):
+                m.d.sync += ones.eq(_popcount(output))
+            with m.If(phase == 1):
+                m.d.sync += ones.eq(ones + _popcount(output))
+            with m.If(phase == 2):
+                centred = Signal(signed(8))
+                dither = Signal(signed(9))
+                m.d.comb += [centred.eq(ones - 32), dither.eq(Cat(Const(1, 1), output[:8]) - 256)]
+                m.d.sync += [self.z.payload.eq((centred << 9) + dither), self.z.valid.eq(1)]
+
+        # IDLE until the first seed; two Threefry blocks fill the state; then RUN
+        IDLE, BLOCK0, WAIT0, WAIT1, RUN = range(5)
+        state = Signal(range(5))
+        with m.Switch(state):
+            with m.Case(BLOCK0):
+                m.d.comb += [threefry.start.eq(1), threefry.counter1.eq(self.counter1)]
+                m.d.sync += state.eq(WAIT0)
+            with m.Case(WAIT0), m.If(~threefry.busy):
+                m.d.sync += [s[0].eq(threefry.out0), s[1].eq(threefry.out1), state.eq(WAIT1)]
+                m.d.comb += [threefry.start.eq(1), threefry.counter1.eq(self.counter1 | (1 << 31))]
+            with m.Case(WAIT1), m.If(~threefry.busy):
+                m.d.sync += [s[2].eq(threefry.out0), s[3].eq(threefry.out1), state.eq(RUN)]
+            with m.Case(RUN):
+                # step while the output register is free or being emptied
+                m.d.comb += step.eq(~self.z.valid | self.z.ready | (phase != 2))
+        with m.If(self.seed):
+            m.d.sync += [self.z.valid.eq(0), phase.eq(0), state.eq(BLOCK0)]
+        m.d.comb += self.seeding.eq((state != RUN) & (state != IDLE))
+        return m
+
