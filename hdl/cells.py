@@ -139,8 +139,9 @@ class CellEngine(wiring.Component):
             mem = memory.Memory(shape=TABLE_BITS[table], depth=depth.get(table, levels), init=[])
             m.submodules[f"table_{table.name.lower()}"] = mem
             write, read = mem.write_port(), mem.read_port()
-            m.d.comb += [write.addr.eq(self.table.payload.index), write.data.eq(self.table.payload.value),
-                         write.en.eq(self.table.valid & self.table.ready & (self.table.payload.table == table))]
+            entry = self.table.payload
+            m.d.comb += [write.addr.eq(entry.index), write.data.eq(entry.value),
+                         write.en.eq(self.table.valid & self.table.ready & (entry.table == table))]
             tables[table] = read
 
         state_layout = _state_layout(cfg)
