@@ -67,8 +67,8 @@ class SerialMultiplier(wiring.Component):
         addend = Signal(width)
         total = Signal(width)
         negative = Signal()
-        with m.If(self.start):
-            m.d.sync += [rest.eq(abs(self.a)), addend.eq(abs(self.b)), total.eq(0),
+        with m.If(self.start):  # a zero operand finishes at once
+            m.d.sync += [rest.eq(Mux(self.b == 0, 0, abs(self.a))), addend.eq(abs(self.b)), total.eq(0),
                          negative.eq(self.a[-1] ^ self.b[-1])]
         with m.Elif(rest != 0):
             with m.If(rest[0]):
@@ -201,6 +201,20 @@ class CellEngine(wiring.Component):
         def start_mul(a, b):
             return [mul.start.eq(1), mul.a.eq(a), mul.b.eq(b)]
 
+        seeded = Signal()  # the cell's stream is seeded: only once a draw needs it
+
+        def draw(sigma, domain, counter0, counter1, next_state):
+            """``sigma * z`` into the multiplier; no draw at all when ``sigma`` is 0."""
+            with m.If(sigma == 0):
+                m.d.comb += start_mul(0, 0)
+                m.next = next_state
+            with m.Elif(~seeded):
+                seed(domain, counter0, counter1)
+                m.d.sync += seeded.eq(1)
+            with m.Elif(gauss.z.valid):
+                m.d.comb += [gauss.z.ready.eq(1), *start_mul(sigma, gauss.z.payload)]
+                m.next = next_state
+
         def stuck_code(u):
             on = u < p.p_on
             off = u < (p.p_on + p.p_off)  # 33-bit sum: rates add up to at most 1
@@ -280,8 +294,7 @@ class CellEngine(wiring.Component):
 
             # -- PROGRAM one cell --------------------------------------------------------------
             with m.State("P_SEED"):
-                seed(Domain.PROGRAM, writes, 0)
-                m.d.sync += dev.eq(0)
+                m.d.sync += [dev.eq(0), seeded.eq(0)]
                 m.next = "P_STUCK"
             with m.State("P_STUCK"):
                 m.d.sync += [stuck[0].eq(state_rd.data.stuck[0]), stuck[1].eq(state_rd.data.stuck[1])]
@@ -298,9 +311,8 @@ class CellEngine(wiring.Component):
                     m.next = "P_NEXT_DEVICE"
                 with m.Else():
                     m.next = "P_Z"
-            with m.State("P_Z"), m.If(gauss.z.valid):
-                m.d.comb += [gauss.z.ready.eq(1), *start_mul(prog_sigma, gauss.z.payload)]
-                m.next = "P_MUL"
+            with m.State("P_Z"):
+                draw(prog_sigma, Domain.PROGRAM, writes, 0, "P_MUL")
             with m.State("P_MUL"), m.If(~mul.busy):
                 g = Signal(signed(cfg.g_bits + 12))
                 m.d.comb += [g.eq(level + gauss_of(mul.product)), self.pulse.eq(1)]
@@ -315,9 +327,8 @@ class CellEngine(wiring.Component):
                         m.next = "P_NU_Z"
                     with m.Else():
                         m.next = "P_Z"
-            with m.State("P_NU_Z"), m.If(gauss.z.valid):
-                m.d.comb += [gauss.z.ready.eq(1), *start_mul(nu_sigma, gauss.z.payload)]
-                m.next = "P_NU_MUL"
+            with m.State("P_NU_Z"):
+                draw(nu_sigma, Domain.PROGRAM, writes, 0, "P_NU_MUL")
             with m.State("P_NU_MUL"), m.If(~mul.busy):
                 nu16 = Signal(signed(24))
                 m.d.comb += nu16.eq(nu_mean + gauss_of(mul.product))
@@ -363,12 +374,10 @@ class CellEngine(wiring.Component):
                     m.next = "V_SQUARE0"
 
             with m.State("F_SEED"):
-                seed(Domain.DRIFT, addr, drifts)
-                m.d.sync += dev.eq(0)
+                m.d.sync += [dev.eq(0), seeded.eq(0)]
                 m.next = "F_Z"
-            with m.State("F_Z"), m.If(gauss.z.valid):
-                m.d.comb += [gauss.z.ready.eq(1), *start_mul(sigma[dev], gauss.z.payload)]
-                m.next = "F_MUL"
+            with m.State("F_Z"):
+                draw(sigma[dev], Domain.DRIFT, addr, drifts, "F_MUL")
             with m.State("F_MUL"), m.If(~mul.busy):
                 g = Signal(signed(cfg.g_bits + 16))
                 m.d.comb += g.eq(g_drift[dev] + gauss_of(mul.product))

@@ -126,7 +126,7 @@ class TileModel:
             for attempt in range(max(t.verify_max, 1)):
                 if attempt:
                     self.counters["write_pulses"] += int(active.sum())
-                z = streams.gaussian(active)
+                z = streams.gaussian(active & (prog_sigma[device] != 0))
                 g = np.clip(level[device] + gauss(prog_sigma[device], z), 0, g_max)
                 g_prog[device] = np.where(active, g, g_prog[device])
                 if not t.verify_max:
@@ -134,7 +134,7 @@ class TileModel:
                 self.counters["verify_reads"] += int(active.sum())
                 active &= np.abs(g - level[device]) > t.verify_tol
             healthy = stuck[device] == 0
-            z = streams.gaussian(healthy)
+            z = streams.gaussian(healthy & (nu_sigma[device] != 0))
             nu16 = nu_mean[device] + gauss(nu_sigma[device], z)
             nu[device] = np.where(healthy, np.minimum(NU_CODES - 1, (np.abs(nu16) + 8) >> 4), 0)
         self.g_prog = g_prog.reshape(self.g_prog.shape)
@@ -157,7 +157,7 @@ class TileModel:
             streams = Streams(self._key(Domain.DRIFT), self._cell.ravel(), self.drifts)
             noisy = np.empty_like(g_drift)
             for device in range(2):
-                z = streams.gaussian().reshape(g_drift[device].shape)
+                z = streams.gaussian((sigma[device] != 0).ravel()).reshape(g_drift[device].shape)
                 noisy[device] = np.clip(g_drift[device] + gauss(sigma[device], z), 0, cfg.g_max)
             self.g_now, self.variance = noisy, np.zeros_like(g_drift[0])
         else:

@@ -24,6 +24,8 @@ Noise keys (documented equivalent of "a function of seed, tile, read index and c
 * ``STUCK``, counter ``(cell, 0)``: one Threefry block; ``u+`` is word 0, ``u-`` word 1.
   A cell is stuck on if ``u < p_on``, stuck off if ``p_on <= u < p_on + p_off``: a property
   of the cell, not of its programming history.
+* A Gaussian is drawn only where its standard deviation is not 0: a zero sigma draws
+  nothing, so the stream's next draw is unchanged.
 * ``PROGRAM``, counter ``(k, 0)`` for the ``k``-th cell write since CONFIG: a stream gives,
   for ``G+`` then ``G-``, one Gaussian per programming pulse, then one for the drift
   exponent. The order of cells written is the host's order, so chunking, retries (replayed,
