@@ -16,10 +16,21 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..protocol import TileConfig
-from ..protocol.physics import NU_CODES, TABLE_BITS, V_MAX, Domain, EngineOp, Params, ReadNoise, Table
+from ..protocol.physics import (
+    DRIFT_ONE,
+    NU_CODES,
+    TABLE_BITS,
+    V_MAX,
+    Domain,
+    EngineOp,
+    Params,
+    ReadNoise,
+    Table,
+)
+from .arith import SerialMultiplier
 from .noise import GaussianSource, Threefry
 
-__all__ = ["CellEngine", "SerialMultiplier", "cell_update_layout", "table_write_layout", "target_layout"]
+__all__ = ["CellEngine", "cell_update_layout", "table_write_layout", "target_layout"]
 
 
 def _index(count):
@@ -47,36 +58,6 @@ def _state_layout(config):
     g = unsigned(config.g_bits)
     return data.StructLayout({"g_prog": data.ArrayLayout(g, 2), "nu": data.ArrayLayout(8, 2),
                               "stuck": data.ArrayLayout(2, 2)})
-
-
-class SerialMultiplier(wiring.Component):
-    """``a * b`` of signed operands by shift and add: one bit of ``|a|`` per cycle.
-
-    ``busy`` rises the cycle after ``start`` and falls once ``product`` holds the result.
-    """
-
-    def __init__(self, a_width, b_width):
-        self.a_width, self.b_width = a_width, b_width
-        super().__init__({"start": In(1), "a": In(signed(a_width)), "b": In(signed(b_width)),
-                          "busy": Out(1), "product": Out(signed(a_width + b_width))})
-
-    def elaborate(self, platform):
-        m = Module()
-        width = self.a_width + self.b_width
-        rest = Signal(self.a_width)
-        addend = Signal(width)
-        total = Signal(width)
-        negative = Signal()
-        with m.If(self.start):  # a zero operand finishes at once
-            m.d.sync += [rest.eq(Mux(self.b == 0, 0, abs(self.a))), addend.eq(abs(self.b)), total.eq(0),
-                         negative.eq(self.a[-1] ^ self.b[-1])]
-        with m.Elif(rest != 0):
-            with m.If(rest[0]):
-                m.d.sync += total.eq(total + addend)
-            m.d.sync += [rest.eq(rest >> 1), addend.eq(addend << 1)]
-        m.d.comb += [self.busy.eq(rest != 0),
-                     self.product.eq(Mux(negative, -total.as_signed(), total.as_signed()))]
-        return m
 
 
 class CellEngine(wiring.Component):
@@ -133,10 +114,13 @@ class CellEngine(wiring.Component):
         levels = 1 << cfg.g_bits
 
         # -- tables: written by the host while idle, read by the engine one cycle later -----
+        # power-up contents: a perfect device (memxbar.protocol.physics.ideal_tables)
         depth = {Table.DRIFT: NU_CODES}
+        init = {Table.LEVEL: range(levels), Table.DRIFT: [DRIFT_ONE] * NU_CODES}
         tables = {}
         for table in Table:
-            mem = memory.Memory(shape=TABLE_BITS[table], depth=depth.get(table, levels), init=[])
+            mem = memory.Memory(shape=TABLE_BITS[table], depth=depth.get(table, levels),
+                                init=init.get(table, []))
             m.submodules[f"table_{table.name.lower()}"] = mem
             write, read = mem.write_port(), mem.read_port()
             entry = self.table.payload

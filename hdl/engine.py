@@ -18,6 +18,7 @@ from ..protocol.frames import (
     REPLY,
     Access,
     Command,
+    Config,
     Counters,
     Header,
     Hello,
@@ -25,6 +26,8 @@ from ..protocol.frames import (
     Run,
     Status,
 )
+from ..protocol.physics import NU_CODES, TABLE_BITS, EngineOp, Params, Table
+from .cells import table_write_layout, target_layout
 from .tile import cell_layout, prog_layout
 
 __all__ = ["CommandEngine"]
@@ -33,9 +36,11 @@ ACCESS_BYTES = Access.as_shape().size // 8
 RUN_BYTES = Run.as_shape().size // 8
 HELLO_BYTES = Hello.as_shape().size // 8
 COUNTER_BYTES = Counters.as_shape().size // 8
+CONFIG_BYTES = Config.as_shape().size // 8
 # Bytes of the frame loaded into registers before dispatch: the header and the longest
-# fixed payload start (Access).
-HEAD_BYTES = HEADER_BYTES + ACCESS_BYTES
+# fixed payload (CONFIG).
+HEAD_BYTES = HEADER_BYTES + max(ACCESS_BYTES, CONFIG_BYTES)
+ACCESS_START = HEADER_BYTES + ACCESS_BYTES  # first data byte of WRITE
 RUN_START = HEADER_BYTES + RUN_BYTES  # first input code of a RUN frame
 
 
@@ -75,6 +80,13 @@ class CommandEngine(wiring.Component):
             "readback": In(stream.Signature(cell_layout(config))),
             "x": Out(stream.Signature(signed(config.dac_bits))),
             "y": In(stream.Signature(signed(config.adc_bits))),
+            "program": Out(stream.Signature(target_layout(config))),
+            "table": Out(stream.Signature(table_write_layout(config))),
+            "op": Out(stream.Signature(EngineOp)),
+            "params": Out(Params),
+            "tile_busy": In(1),
+            "pulse": In(1),
+            "verify_read": In(1),
         })
 
     def elaborate(self, platform):
@@ -83,7 +95,10 @@ class CommandEngine(wiring.Component):
 
         head = Signal(HEAD_BYTES * 8)
         header = data.View(Header, head[:HEADER_BYTES * 8])
-        access = data.View(Access, head[HEADER_BYTES * 8:])
+        access = data.View(Access, head[HEADER_BYTES * 8:ACCESS_START * 8])
+        config_cmd = data.View(Config, head[HEADER_BYTES * 8:(HEADER_BYTES + CONFIG_BYTES) * 8])
+        params = Signal(Params)
+        m.d.comb += self.params.eq(params)
         run = data.View(Run, head[HEADER_BYTES * 8:RUN_START * 8])
         frame_payload = Signal(16)
         m.d.comb += frame_payload.eq(self.frame_length - HEADER_BYTES)
@@ -100,16 +115,34 @@ class CommandEngine(wiring.Component):
         m.d.sync += counters.cycles.eq(counters.cycles + 1)
         with m.If(self.frame_dropped):
             m.d.sync += counters.frames_dropped.eq(counters.frames_dropped + 1)
+        with m.If(self.pulse):
+            m.d.sync += counters.write_pulses.eq(counters.write_pulses + 1)
+        with m.If(self.verify_read):
+            m.d.sync += counters.verify_reads.eq(counters.verify_reads + 1)
 
         # Range checks of WRITE/READ/CHECKSUM, all before any effect. The word check is
         # overflow-safe: word <= words and count <= words - word, never word + count.
         words = cfg.words_per_lane
-        access_ok = ((access.region == Region.LEVELS) & (access.tile == 0) & (access.lane < cfg.lanes)
-                     & (access.word <= words) & (access.count <= words - access.word))
+        cells_ok = ((access.tile == 0) & (access.lane < cfg.lanes)
+                    & (access.word <= words) & (access.count <= words - access.word))
+        read_ok = (access.region == Region.LEVELS) & cells_ok
+        write_ok = ((access.region == Region.LEVELS) | (access.region == Region.TARGETS)) & cells_ok
         cell_bytes = Cat(Const(0, 1), access.count)  # 2 * count
+        # TABLE: lane names the table, word its first entry; 3 bytes per entry
+        table_depth = Mux(access.lane == Table.DRIFT.value, NU_CODES, 1 << cfg.g_bits)
+        table_ok = ((access.tile == 0) & (access.lane < len(Table)) & (access.word <= table_depth)
+                    & (access.count <= table_depth - access.word))
+        table_bytes = access.count * 3
+        table_bits = Signal(5)
+        with m.Switch(access.lane):
+            for table in Table:
+                with m.Case(table.value):
+                    m.d.comb += table_bits.eq(TABLE_BITS[table])
 
         m.submodules.checksum = checksum = CRC32_ISO_HDLC().create()
 
+        value = Signal(24)  # TABLE: the entry being assembled
+        byte_of_entry = Signal(2)
         half = Signal()  # which byte of a 2-byte item is being handled
         saved = Signal(8)
         produced = Signal(range(self.max_payload // 2 + 2))  # RUN: codes written
@@ -152,7 +185,15 @@ class CommandEngine(wiring.Component):
                     with m.Case(Command.WRITE):
                         with m.If(header.length < ACCESS_BYTES):
                             reply(Status.LEN)
-                        with m.Elif(~access_ok):
+                        with m.Elif(access.region == Region.TABLE):
+                            with m.If(~table_ok):
+                                reply(Status.RANGE)
+                            with m.Elif(header.length != ACCESS_BYTES + table_bytes):
+                                reply(Status.LEN)
+                            with m.Else():
+                                m.d.sync += [index.eq(0), value.eq(0), byte_of_entry.eq(0)]
+                                m.next = "TABLE_CHECK"
+                        with m.Elif(~write_ok):
                             reply(Status.RANGE)
                         with m.Elif(header.length != ACCESS_BYTES + cell_bytes):
                             reply(Status.LEN)
@@ -162,7 +203,7 @@ class CommandEngine(wiring.Component):
                     with m.Case(Command.READ, Command.CHECKSUM):
                         with m.If(header.length < ACCESS_BYTES):
                             reply(Status.LEN)
-                        with m.Elif(~access_ok):
+                        with m.Elif(~read_ok):
                             reply(Status.RANGE)
                         with m.Elif(header.length != ACCESS_BYTES):
                             reply(Status.LEN)
@@ -187,6 +228,14 @@ class CommandEngine(wiring.Component):
                             m.d.sync += [index.eq(0), half.eq(0), produced.eq(0),
                                          feed.eq(RUN_START), primed.eq(0)]
                             m.next = "RUN"
+                    with m.Case(Command.CONFIG):
+                        with m.If(header.length != CONFIG_BYTES):
+                            reply(Status.LEN)
+                        with m.Elif((config_cmd.tile != 0) | (config_cmd.op > 1)):
+                            reply(Status.RANGE)
+                        with m.Else():
+                            m.d.sync += params.eq(config_cmd.params)
+                            m.next = "CONFIG"
                     with m.Case(Command.COUNTERS):
                         reply(Status.OK, COUNTER_BYTES)
                         m.next = "COUNTERS"
@@ -217,8 +266,53 @@ class CommandEngine(wiring.Component):
                     m.d.sync += index.eq(0)
                     m.next = "HEADER"
 
+            with m.State("CONFIG"):  # the operation, then the reply once the tile has finished
+                m.d.comb += [self.op.valid.eq(1), self.op.payload.eq(config_cmd.op[0])]
+                with m.If(self.op.ready):
+                    m.next = "ENGINE_DRAIN"
+            with m.State("ENGINE_DRAIN"):  # the tile raises busy the cycle after it accepts
+                m.next = "ENGINE_WAIT"
+            with m.State("ENGINE_WAIT"):
+                with m.If(~self.tile_busy):
+                    reply(Status.OK)
+
+            with m.State("TABLE_CHECK"):  # every entry fits its table, before any write
+                m.d.comb += self.read_addr.eq(ACCESS_START + index)
+                m.d.sync += index.eq(index + 1)
+                too_wide = Signal()
+                with m.If(index != 0):
+                    m.d.sync += [value.word_select(byte_of_entry, 8).eq(self.read_data),
+                                 byte_of_entry.eq(Mux(byte_of_entry == 2, 0, byte_of_entry + 1))]
+                    m.d.comb += too_wide.eq((byte_of_entry == 2)
+                                            & ((Cat(value[:16], self.read_data) >> table_bits) != 0))
+                with m.If(too_wide):
+                    reply(Status.RANGE)
+                with m.Elif(index == table_bytes):
+                    m.d.sync += [index.eq(0), byte_of_entry.eq(0)]
+                    m.next = "TABLE"
+            with m.State("TABLE"):  # entry `index`: three bytes, then one table write
+                m.d.comb += self.read_addr.eq(ACCESS_START + 3 * index + byte_of_entry)
+                with m.If(index == access.count):
+                    reply(Status.OK)
+                with m.Else():
+                    m.next = "TABLE_READ"
+            with m.State("TABLE_READ"):
+                m.d.comb += self.read_addr.eq(ACCESS_START + 3 * index + byte_of_entry + 1)
+                m.d.sync += [value.word_select(byte_of_entry, 8).eq(self.read_data),
+                             byte_of_entry.eq(byte_of_entry + 1)]
+                with m.If(byte_of_entry == 2):
+                    m.d.sync += byte_of_entry.eq(0)
+                    m.next = "TABLE_PUSH"
+            with m.State("TABLE_PUSH"):
+                m.d.comb += [self.table.valid.eq(1), self.table.payload.table.eq(access.lane),
+                             self.table.payload.index.eq(access.word + index),
+                             self.table.payload.value.eq(value)]
+                with m.If(self.table.ready):
+                    m.d.sync += index.eq(index + 1)
+                    m.next = "TABLE"
+
             with m.State("WRITE_CHECK"):  # every level byte below 2**g_bits, before any write
-                m.d.comb += self.read_addr.eq(HEAD_BYTES + index)
+                m.d.comb += self.read_addr.eq(ACCESS_START + index)
                 m.d.sync += index.eq(index + 1)
                 with m.If((index != 0) & (self.read_data >> cfg.g_bits != 0)):
                     reply(Status.RANGE)
@@ -226,26 +320,38 @@ class CommandEngine(wiring.Component):
                     m.d.sync += index.eq(0)
                     m.next = "WRITE"
 
-            with m.State("WRITE"):  # cell `index`: g_plus, g_minus, then one programming command
-                m.d.comb += self.read_addr.eq(HEAD_BYTES + 2 * index)
+            with m.State("WRITE"):  # cell `index`: two levels, then a direct write or a program
+                m.d.comb += self.read_addr.eq(ACCESS_START + 2 * index)
                 with m.If(index == access.count):
                     m.d.sync += counters.cell_writes.eq(counters.cell_writes + access.count)
-                    reply(Status.OK)
+                    with m.If(access.region == Region.TARGETS):
+                        m.next = "ENGINE_DRAIN"  # reply once the last cell is programmed
+                    with m.Else():
+                        reply(Status.OK)
                 with m.Else():
                     m.next = "WRITE_G_PLUS"
             with m.State("WRITE_G_PLUS"):
-                m.d.comb += self.read_addr.eq(HEAD_BYTES + 2 * index + 1)
+                m.d.comb += self.read_addr.eq(ACCESS_START + 2 * index + 1)
                 m.d.sync += saved.eq(self.read_data)
                 m.next = "WRITE_PUSH"
             with m.State("WRITE_PUSH"):
-                m.d.comb += self.read_addr.eq(HEAD_BYTES + 2 * index + 1)  # keeps g_minus on read_data
+                m.d.comb += self.read_addr.eq(ACCESS_START + 2 * index + 1)  # keeps g_minus on read_data
                 cmd = self.prog.payload
-                m.d.comb += [self.prog.valid.eq(1), cmd.write.eq(1), cmd.lane.eq(access.lane),
-                             cmd.word.eq(access.word + index),
-                             cmd.cell.g_plus.eq(saved), cmd.cell.g_minus.eq(self.read_data)]
-                with m.If(self.prog.ready):
-                    m.d.sync += index.eq(index + 1)
-                    m.next = "WRITE"
+                target = self.program.payload
+                m.d.comb += [cmd.write.eq(1), cmd.lane.eq(access.lane), cmd.word.eq(access.word + index),
+                             cmd.cell.g_plus.eq(saved), cmd.cell.g_minus.eq(self.read_data),
+                             target.lane.eq(access.lane), target.word.eq(access.word + index),
+                             target.t_plus.eq(saved), target.t_minus.eq(self.read_data)]
+                with m.If(access.region == Region.TARGETS):
+                    m.d.comb += self.program.valid.eq(1)
+                    with m.If(self.program.ready):
+                        m.d.sync += index.eq(index + 1)
+                        m.next = "WRITE"
+                with m.Else():
+                    m.d.comb += self.prog.valid.eq(1)
+                    with m.If(self.prog.ready):
+                        m.d.sync += index.eq(index + 1)
+                        m.next = "WRITE"
 
             with m.State("READ"):  # one read-back per cell; READ stores it, CHECKSUM hashes it
                 with m.If(index == cell_bytes):

@@ -8,13 +8,23 @@ adder tree. Integer semantics and memory layout: :mod:`memxbar.protocol.geometry
 Pipeline (all stages advance together; a full result register stalls them)::
 
     S0 sequencer -> S1 memory read -> S2 product (DSP) -> S3 accumulate -> result regs -> ADC -> y
+
+Device physics (:mod:`memxbar.protocol.physics`): :class:`~memxbar.hdl.cells.CellEngine`
+programs and drifts cells into the same memories; each lane also accumulates the per-read
+noise variance ``sum_i x_i**2 v_ji`` beside its MAC, and when MVM noise is on the output
+stage draws one Gaussian per column (square root and multiply are sequential: about 40
+cycles a column, which a 3 Mbaud link never notices).
 """
 
-from amaranth import Array, Module, Mux, Signal, signed, unsigned
+from amaranth import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..protocol import TileConfig
+from ..protocol.physics import OUT_VAR_BITS, V_MAX, Domain, EngineOp, Params
+from .arith import ISqrt, SerialMultiplier, shift_add_product
+from .cells import CellEngine, table_write_layout, target_layout
+from .noise import GaussianSource
 
 __all__ = ["Tile", "cell_layout", "prog_layout"]
 
@@ -29,8 +39,21 @@ def cell_layout(config):
     return data.StructLayout({"g_plus": unsigned(config.g_bits), "g_minus": unsigned(config.g_bits)})
 
 
+def _stored_layout(config):
+    """A memory word: the pair MVMs use and the per-read noise variance code."""
+    return data.StructLayout({"g_plus": unsigned(config.g_bits), "g_minus": unsigned(config.g_bits),
+                              "var": range(V_MAX + 1)})
+
+
+def variance_width(config):
+    """Bits of a column's noise variance ``sum_i x_i**2 v_ji + out_var``."""
+    column = 2 * config.dac_bits + (V_MAX + 1).bit_length() + (config.rows - 1).bit_length()
+    return max(column, OUT_VAR_BITS) + 1
+
+
 def prog_layout(config):
-    """A programming command: write ``cell`` at ``(lane, word)``, or read it back (``write=0``)."""
+    """A direct access: write levels ``cell`` at ``(lane, word)`` as they are (no device
+    physics, read-noise variance 0), or read them back (``write=0``)."""
     return data.StructLayout({
         "write": 1,
         "lane": _index(config.lanes),
@@ -49,8 +72,16 @@ class Tile(wiring.Component):
     Attributes
     ----------
     prog : In(stream.Signature(prog_layout(config)))
-        Programming commands; accepted only while no MVM is in flight (``busy`` low) and no
-        read-back is pending. Conductances survive a reset, like a real array.
+        Direct writes and read-backs of levels; accepted only while no MVM is in flight
+        (``busy`` low) and no read-back is pending. Conductances survive a reset.
+    program : In(stream.Signature(target_layout(config)))
+        Cells to program through the device engine (noise, drift exponent, faults).
+    table, op : In
+        Device tables and engine operations (CONFIGURE, DRIFT), see :class:`CellEngine`.
+    params : In(Params)
+        The device's scalars, held steady by the owner.
+    pulse, verify_read : Out(1)
+        Event strobes of programming.
     readback : Out(stream.Signature(cell_layout(config)))
         One cell per read command.
     x : In(stream.Signature(signed(dac_bits)))
@@ -61,16 +92,23 @@ class Tile(wiring.Component):
         An input vector is buffered or an MVM is in flight.
     """
 
-    def __init__(self, config):
+    def __init__(self, config, tile=0):
         if not isinstance(config, TileConfig):
             raise TypeError(f"config must be a TileConfig, not {config!r}")
         self.config = config
+        self.tile = tile
         super().__init__({
             "prog": In(stream.Signature(prog_layout(config))),
             "readback": Out(stream.Signature(cell_layout(config))),
+            "program": In(stream.Signature(target_layout(config))),
+            "table": In(stream.Signature(table_write_layout(config))),
+            "op": In(stream.Signature(EngineOp)),
+            "params": In(Params),
             "x": In(stream.Signature(signed(config.dac_bits))),
             "y": Out(stream.Signature(signed(config.adc_bits))),
             "busy": Out(1),
+            "pulse": Out(1),
+            "verify_read": Out(1),
         })
 
     def elaborate(self, platform):
@@ -100,11 +138,11 @@ class Tile(wiring.Component):
                 m.d.sync += [w_row.eq(0), w_bank.eq(~w_bank)]
                 m.d.comb += full_set.eq(Mux(w_bank, 0b10, 0b01))
 
-        # One memory per lane, each word a (G+, G-) pair.
+        # One memory per lane, each word a (G+, G-) pair and its read-noise variance.
         cell = cell_layout(cfg)
         g_wr, g_rd = [], []
         for lane in range(cfg.lanes):
-            g_mem = memory.Memory(shape=cell, depth=cfg.words_per_lane, init=[])
+            g_mem = memory.Memory(shape=_stored_layout(cfg), depth=cfg.words_per_lane, init=[])
             m.submodules[f"g_mem{lane}"] = g_mem
             g_wr.append(g_mem.write_port())
             g_rd.append(g_mem.read_port())
@@ -116,8 +154,9 @@ class Tile(wiring.Component):
         group = Signal(_index(cfg.groups))
         row = Signal(_index(cfg.rows))
         word = Signal(_index(cfg.words_per_lane))
+        m.submodules.engine = engine = CellEngine(cfg, self.tile)
         issue = Signal()
-        m.d.comb += issue.eq(Mux(r_bank, full[1], full[0]))
+        m.d.comb += issue.eq(Mux(r_bank, full[1], full[0]) & ~engine.busy)
         with m.If(advance & issue):
             m.d.sync += [row.eq(row + 1), word.eq(word + 1)]
             with m.If(row == cfg.rows - 1):
@@ -136,18 +175,26 @@ class Tile(wiring.Component):
         m.d.comb += [x_rd.addr.eq(Mux(r_bank, cfg.rows, 0) + row), x_rd.en.eq(advance)]
 
         # S2: one product per lane; the differential pair is subtracted before the multiply.
+        # Beside it, x**2 times the cell's variance code, in logic: the DSPs are the MACs'.
         v2, first2, last2, tail2 = Signal(), Signal(), Signal(), Signal()
         prod_shape = signed(cfg.dac_bits + cfg.g_bits + 1)
         products = [Signal(prod_shape, name=f"product{lane}") for lane in range(cfg.lanes)]
+        x_square = Signal(2 * cfg.dac_bits)
+        m.d.comb += x_square.eq(shift_add_product(abs(x_rd.data), abs(x_rd.data)))
+        var_products = [Signal(2 * cfg.dac_bits + 10, name=f"var_product{lane}") for lane in range(cfg.lanes)]
         with m.If(advance):
             m.d.sync += [v2.eq(v1), first2.eq(first1), last2.eq(last1), tail2.eq(tail1)]
             for lane in range(cfg.lanes):
                 pair = g_rd[lane].data
-                m.d.sync += products[lane].eq(x_rd.data * (pair.g_plus - pair.g_minus))
+                m.d.sync += [products[lane].eq(x_rd.data * (pair.g_plus - pair.g_minus)),
+                             var_products[lane].eq(shift_add_product(x_square, pair.var))]
 
         # S3: accumulate; the last row of a group lands the column sums in the result registers.
         accs = [Signal(signed(cfg.acc_width), name=f"acc{lane}") for lane in range(cfg.lanes)]
         results = Array(Signal(signed(cfg.acc_width), name=f"result{lane}") for lane in range(cfg.lanes))
+        v_width = variance_width(cfg)
+        var_accs = [Signal(v_width, name=f"var_acc{lane}") for lane in range(cfg.lanes)]
+        var_results = Array(Signal(v_width, name=f"var_result{lane}") for lane in range(cfg.lanes))
         result_valid = Signal()
         result_last = Signal(_index(cfg.lanes))
         out_index = Signal(_index(cfg.lanes))
@@ -158,15 +205,51 @@ class Tile(wiring.Component):
         ]
 
         # Output: one column per transfer, the ADC applied at the multiplexer.
+        out_group = Signal(_index(cfg.groups))
+        read_index = Signal(32)   # MVMs since CONFIGURE: the READ noise counter
+        need_seed = Signal(init=1)
         with m.If(self.y.valid & self.y.ready):
             m.d.sync += out_index.eq(out_index + 1)
             with m.If(draining_last):
-                m.d.sync += [out_index.eq(0), result_valid.eq(0)]
-        selected = results[out_index]
+                m.d.sync += [out_index.eq(0), result_valid.eq(0), out_group.eq(out_group + 1)]
+                with m.If(out_group == cfg.groups - 1):
+                    m.d.sync += [out_group.eq(0), read_index.eq(read_index + 1), need_seed.eq(1)]
+        with m.If(engine.restart):
+            m.d.sync += [read_index.eq(0), need_seed.eq(1)]
+
+        # MVM noise: q = isqrt(V << 8), acc += (q z + 2**(k-1)) >> k, k = 19 - var_shift
+        m.submodules.read_noise = gauss = GaussianSource()
+        m.submodules.isqrt = isqrt = ISqrt(v_width + 8)
+        m.submodules.noise_mul = noise_mul = SerialMultiplier(16, len(isqrt.root) + 1)
+        p = self.params
+        m.d.comb += [gauss.key0.eq(p.seed), gauss.key1.eq((self.tile << 8) | Domain.READ.value),
+                     gauss.counter0.eq(read_index), gauss.counter1.eq(0)]
+        with m.If(p.mvm_noise & need_seed & ~gauss.seeding):
+            m.d.comb += gauss.seed.eq(1)
+            m.d.sync += need_seed.eq(0)
+        noisy = Signal(signed(max(cfg.acc_width, len(noise_mul.product)) + 1))
+        column_done = Signal()
+        selected = Mux(p.mvm_noise, noisy, results[out_index])
+        with m.FSM():
+            with m.State("COLUMN"), m.If(p.mvm_noise & result_valid & ~column_done):
+                m.d.comb += [isqrt.start.eq(1), isqrt.value.eq((var_results[out_index] + p.out_var) << 8)]
+                m.next = "SQRT"
+            with m.State("SQRT"), m.If(~isqrt.busy & gauss.z.valid & ~need_seed):
+                m.d.comb += [gauss.z.ready.eq(1), noise_mul.start.eq(1), noise_mul.a.eq(gauss.z.payload),
+                             noise_mul.b.eq(isqrt.root)]
+                m.next = "MULTIPLY"
+            with m.State("MULTIPLY"), m.If(~noise_mul.busy):
+                k = Signal(5)
+                m.d.comb += k.eq(19 - p.var_shift)
+                noise = (noise_mul.product + ((1 << k) >> 1)) >> k
+                m.d.sync += [noisy.eq(results[out_index] + noise), column_done.eq(1)]
+                m.next = "COLUMN"
+        with m.If(self.y.valid & self.y.ready):
+            m.d.sync += column_done.eq(0)
         half = (1 << cfg.adc_shift) >> 1  # 0 when there is no shift
         rounded = (selected + half) >> cfg.adc_shift
         m.d.comb += [
-            self.y.valid.eq(result_valid),
+            self.y.valid.eq(result_valid & (~p.mvm_noise | column_done)),
             self.y.payload.eq(Mux(rounded > cfg.y_max, cfg.y_max,
                                   Mux(rounded < -cfg.y_max, -cfg.y_max, rounded))),
         ]
@@ -175,9 +258,10 @@ class Tile(wiring.Component):
         with m.If(advance & v2):
             for lane in range(cfg.lanes):
                 column_sum = Mux(first2, 0, accs[lane]) + products[lane]
-                m.d.sync += accs[lane].eq(column_sum)
+                var_sum = Mux(first2, 0, var_accs[lane]) + var_products[lane]
+                m.d.sync += [accs[lane].eq(column_sum), var_accs[lane].eq(var_sum)]
                 with m.If(last2):
-                    m.d.sync += results[lane].eq(column_sum)
+                    m.d.sync += [results[lane].eq(column_sum), var_results[lane].eq(var_sum)]
             with m.If(last2):
                 m.d.sync += [
                     result_valid.eq(1),
@@ -185,21 +269,39 @@ class Tile(wiring.Component):
                 ]
 
         busy = Signal()
-        m.d.comb += [busy.eq(full.any() | v1 | v2 | result_valid), self.busy.eq(busy)]
+        m.d.comb += [busy.eq(full.any() | v1 | v2 | result_valid), self.busy.eq(busy | engine.busy)]
 
-        # Programming shares each lane's read port with the sequencer while the tile is idle.
+        # The engine works only while no MVM is in flight, and MVMs wait for it (see issue).
+        wiring.connect(m, wiring.flipped(self.table), engine.table)
+        m.d.comb += [
+            engine.params.eq(self.params),
+            engine.op.payload.eq(self.op.payload), engine.op.valid.eq(self.op.valid & ~busy),
+            self.op.ready.eq(engine.op.ready & ~busy),
+            engine.program.payload.eq(self.program.payload),
+            engine.program.valid.eq(self.program.valid & ~busy),
+            self.program.ready.eq(engine.program.ready & ~busy),
+            engine.cell.ready.eq(1),
+            self.pulse.eq(engine.pulse), self.verify_read.eq(engine.verify_read),
+        ]
+
+        # Direct writes and read-backs share each lane's ports with the sequencer and engine.
         rb_lane = Signal(_index(cfg.lanes))
         rb_inflight = Signal()
         rb_valid = Signal()
         rb_data = Signal(cell)
         cmd = self.prog.payload
         accept = self.prog.valid & self.prog.ready
-        m.d.comb += self.prog.ready.eq(~busy & ~rb_inflight & ~rb_valid)
+        finished = engine.cell.payload
+        m.d.comb += self.prog.ready.eq(~busy & ~engine.busy & ~rb_inflight & ~rb_valid)
         for lane in range(cfg.lanes):
+            direct = accept & cmd.write & (cmd.lane == lane)
+            from_engine = engine.cell.valid & (finished.lane == lane)
             m.d.comb += [
-                g_wr[lane].addr.eq(cmd.word),
-                g_wr[lane].data.eq(cmd.cell),
-                g_wr[lane].en.eq(accept & cmd.write & (cmd.lane == lane)),
+                g_wr[lane].addr.eq(Mux(from_engine, finished.word, cmd.word)),
+                g_wr[lane].data.eq(Mux(from_engine,
+                                       Cat(finished.g_plus, finished.g_minus, finished.var),
+                                       Cat(cmd.cell.g_plus, cmd.cell.g_minus, 0))),
+                g_wr[lane].en.eq(direct | from_engine),
                 g_rd[lane].addr.eq(Mux(busy, word, cmd.word)),
                 g_rd[lane].en.eq(Mux(busy, advance, accept)),
             ]
@@ -207,7 +309,8 @@ class Tile(wiring.Component):
         with m.If(accept & ~cmd.write):
             m.d.sync += rb_lane.eq(cmd.lane)
         with m.If(rb_inflight):
-            m.d.sync += [rb_data.eq(Array(port.data for port in g_rd)[rb_lane]), rb_valid.eq(1)]
+            stored = Array(port.data for port in g_rd)[rb_lane]
+            m.d.sync += [rb_data.g_plus.eq(stored.g_plus), rb_data.g_minus.eq(stored.g_minus), rb_valid.eq(1)]
         with m.If(self.readback.valid & self.readback.ready):
             m.d.sync += rb_valid.eq(0)
         m.d.comb += [self.readback.valid.eq(rb_valid), self.readback.payload.eq(rb_data)]

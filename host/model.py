@@ -84,6 +84,8 @@ class TileModel:
         self.stuck = np.asarray(stuck, dtype=np.int64).reshape(shape)
         self.g_prog = np.where(self.stuck == 1, program.g_on, 0)
         self.nu = np.zeros(shape, dtype=np.int64)
+        self.g_now = np.zeros(shape, dtype=np.int64)
+        self.variance = np.zeros(shape[1:], dtype=np.int64)
         self._load_drift(drift)
         self._settle()
 
@@ -92,6 +94,7 @@ class TileModel:
 
     def _load_drift(self, drift):
         self.drift_tables = drift
+        self.mvm_noise = mvm_noise(self.read_noise, drift)
         self._drift = np.array(drift.drift, dtype=np.int64)
         self._read_sigma = np.array(drift.read_sigma, dtype=np.int64)
 
@@ -104,25 +107,37 @@ class TileModel:
         real = self._real
         targets[0][real] = np.asarray(g_plus)[self._cols[real], self._rows[real]]
         targets[1][real] = np.asarray(g_minus)[self._cols[real], self._rows[real]]
-        self._program(targets.reshape(2, -1))
-        self._settle()
+        self.program_cells(np.arange(self._cell.size), targets.reshape(2, -1))
 
-    def _program(self, targets):
+    def program_cells(self, cells, targets):
+        """Program memory cells ``cells`` (``lane * words_per_lane + word``) in that order to
+        ``targets`` ``(2, len(cells))``, as WRITE TARGETS does."""
+        cells = np.asarray(cells, dtype=np.int64)
+        self._program(cells, np.asarray(targets, dtype=np.int64))
+        self._settle(cells)
+
+    def write_levels(self, cells, levels):
+        """Set the levels MVMs see at ``cells`` directly (no physics, variance 0): WRITE LEVELS."""
+        cells = np.asarray(cells, dtype=np.int64)
+        self.g_now.reshape(2, -1)[:, cells] = levels
+        self.variance.reshape(-1)[cells] = 0
+
+    def _program(self, cells, targets):
         t = self.program_tables
-        cells = targets.shape[1]
+        count = cells.size
         level = np.array(t.level)[targets]
         prog_sigma = np.array(t.prog_sigma)[targets]
         nu_mean = np.array(t.nu_mean)[targets]
         nu_sigma = np.array(t.nu_sigma)[targets]
-        stuck = self.stuck.reshape(2, -1)
-        streams = Streams(self._key(Domain.PROGRAM), self.writes + np.arange(cells))
+        stuck = self.stuck.reshape(2, -1)[:, cells]
+        streams = Streams(self._key(Domain.PROGRAM), self.writes + np.arange(count))
         g_max = self.config.g_max
-        g_prog = np.zeros((2, cells), dtype=np.int64)
-        nu = np.zeros((2, cells), dtype=np.int64)
+        g_prog = np.zeros((2, count), dtype=np.int64)
+        nu = np.zeros((2, count), dtype=np.int64)
         for device in range(2):
             active = stuck[device] == 0
             g_prog[device] = np.where(stuck[device] == 1, t.g_on, 0)
-            self.counters["write_pulses"] += cells
+            self.counters["write_pulses"] += count
             for attempt in range(max(t.verify_max, 1)):
                 if attempt:
                     self.counters["write_pulses"] += int(active.sum())
@@ -137,10 +152,10 @@ class TileModel:
             z = streams.gaussian(healthy & (nu_sigma[device] != 0))
             nu16 = nu_mean[device] + gauss(nu_sigma[device], z)
             nu[device] = np.where(healthy, np.minimum(NU_CODES - 1, (np.abs(nu16) + 8) >> 4), 0)
-        self.g_prog = g_prog.reshape(self.g_prog.shape)
-        self.nu = nu.reshape(self.nu.shape)
-        self.writes += cells
-        self.counters["cell_writes"] += cells
+        self.g_prog.reshape(2, -1)[:, cells] = g_prog
+        self.nu.reshape(2, -1)[:, cells] = nu
+        self.writes += count
+        self.counters["cell_writes"] += count
 
     def drift(self, tables):
         """A drift call: load the tables of a new time and move every cell there."""
@@ -148,22 +163,28 @@ class TileModel:
         self._load_drift(tables)
         self._settle()
 
-    def _settle(self):
-        """Conductances (and read-noise variances) from programmed state and drift tables."""
+    def _settle(self, cells=None):
+        """Conductances (and read-noise variances) of ``cells`` (default all) from their
+        programmed state and the drift tables."""
         cfg, d = self.config, self.drift_tables
-        g_drift = np.clip((self.g_prog * self._drift[self.nu] + (1 << 15)) >> 16, 0, cfg.g_max)
-        sigma = (g_drift * self._read_sigma[self.g_prog] + (1 << 11)) >> 12
+        cells = np.arange(self._cell.size) if cells is None else cells
+        g_prog = self.g_prog.reshape(2, -1)[:, cells]
+        g_drift = np.clip((g_prog * self._drift[self.nu.reshape(2, -1)[:, cells]] + (1 << 15)) >> 16,
+                          0, cfg.g_max)
+        sigma = (g_drift * self._read_sigma[g_prog] + (1 << 11)) >> 12
+        g_now = self.g_now.reshape(2, -1)
+        variance = self.variance.reshape(-1)
         if self.read_noise == ReadNoise.FROZEN:
-            streams = Streams(self._key(Domain.DRIFT), self._cell.ravel(), self.drifts)
-            noisy = np.empty_like(g_drift)
+            streams = Streams(self._key(Domain.DRIFT), self._cell.ravel()[cells], self.drifts)
             for device in range(2):
-                z = streams.gaussian((sigma[device] != 0).ravel()).reshape(g_drift[device].shape)
-                noisy[device] = np.clip(g_drift[device] + gauss(sigma[device], z), 0, cfg.g_max)
-            self.g_now, self.variance = noisy, np.zeros_like(g_drift[0])
+                z = streams.gaussian(sigma[device] != 0)
+                g_now[device, cells] = np.clip(g_drift[device] + gauss(sigma[device], z), 0, cfg.g_max)
+            variance[cells] = 0
         else:
             shift = 2 * d.var_shift
-            var = sigma[0] ** 2 + sigma[1] ** 2 + ((1 << shift) >> 1)
-            self.g_now, self.variance = g_drift, np.minimum(V_MAX, var >> shift)
+            g_now[:, cells] = g_drift
+            total = sigma[0] ** 2 + sigma[1] ** 2 + ((1 << shift) >> 1)
+            variance[cells] = np.minimum(V_MAX, total >> shift)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -186,7 +207,7 @@ class TileModel:
         g_plus, g_minus = self.levels()
         acc = x @ (g_plus - g_minus).T
         variance = (x * x) @ self._as_cells(self.variance).T + self.drift_tables.out_var
-        if mvm_noise(self.read_noise, self.drift_tables):
+        if self.mvm_noise:
             q = isqrt(variance << 8)
             streams = Streams(self._key(Domain.READ), self.reads + np.arange(batch))
             z = np.stack([streams.gaussian() for _ in range(cfg.cols)], axis=1)

@@ -10,12 +10,13 @@ import zlib
 
 import numpy as np
 
-from .model import mvm_codes
+from .model import TileModel
 from .protocol import PROTOCOL_VERSION, TileConfig, memory_cells
 from .protocol.frames import (
     MAGIC,
     Access,
     Command,
+    Config,
     Counters,
     FrameError,
     Hello,
@@ -30,8 +31,20 @@ from .protocol.frames import (
 
 __all__ = ["ReferenceDevice"]
 
+from .protocol.physics import (
+    NU_CODES,
+    TABLE_BITS,
+    DriftTables,
+    EngineOp,
+    ProgramTables,
+    ReadNoise,
+    Table,
+    ideal_tables,
+)
+
 ACCESS_BYTES = len(struct_bytes(Access))
 RUN_BYTES = len(struct_bytes(Run))
+CONFIG_BYTES = len(struct_bytes(Config))
 
 
 class ReferenceDevice:
@@ -43,7 +56,11 @@ class ReferenceDevice:
     def __init__(self, config: TileConfig, max_payload=1024):
         self.config = config
         self.max_payload = max_payload
-        self.memory = np.zeros((config.lanes, config.words_per_lane, 2), dtype=np.uint8)
+        self.model = TileModel(config)
+        program, drift = ideal_tables(config)  # the gateware's tables at power-up
+        self.tables = {Table.LEVEL: list(program.level), Table.PROG_SIGMA: list(program.prog_sigma),
+                       Table.NU_MEAN: list(program.nu_mean), Table.NU_SIGMA: list(program.nu_sigma),
+                       Table.DRIFT: list(drift.drift), Table.READ_SIGMA: list(drift.read_sigma)}
         self.counters = dict.fromkeys(Counters.as_shape().members, 0)
         self._last = None  # (seq, command, reply frame) for replays
         self._partial = bytearray()
@@ -59,6 +76,11 @@ class ReferenceDevice:
             if frame:
                 out += self._frame(frame)
         return bytes(out)
+
+    @property
+    def memory(self):
+        """The tile's block RAM as ``(lanes, words, 2)`` uint8 levels, padding words included."""
+        return np.moveaxis(self.model.g_now, 0, -1).astype(np.uint8)
 
     def levels(self):
         """``(g_plus, g_minus)`` shaped ``(cols, rows)``, as the MVM sees them."""
@@ -95,10 +117,15 @@ class ReferenceDevice:
             return self._access(command, payload)
         if command == Command.RUN.value:
             return self._run(payload)
+        if command == Command.CONFIG.value:
+            return self._config(payload)
         if command == Command.COUNTERS.value:
+            for name in ("write_pulses", "verify_reads"):
+                self.counters[name] = self.model.counters[name]
             return Status.OK, struct_bytes(Counters, **self.counters)
         if command == Command.RESET.value:
             self.counters = dict.fromkeys(self.counters, 0)
+            self.model.counters = dict.fromkeys(self.model.counters, 0)
             return Status.OK, b""
         return Status.UNKNOWN_CMD, b""
 
@@ -115,28 +142,75 @@ class ReferenceDevice:
         if len(payload) < ACCESS_BYTES:
             return Status.LEN, b""
         a = struct_fields(Access, payload)
+        region, lane, word, count = a["region"], a["lane"], a["word"], a["count"]
+        if region == Region.TABLE.value and command == Command.WRITE.value:
+            return self._write_table(lane, word, count, payload)
         words = cfg.words_per_lane
-        if not (a["region"] == Region.LEVELS.value and a["tile"] == 0 and a["lane"] < cfg.lanes
-                and a["word"] <= words and a["count"] <= words - a["word"]):
+        writable = (Region.LEVELS.value, Region.TARGETS.value)
+        if not ((region == Region.LEVELS.value or (command == Command.WRITE.value and region in writable))
+                and a["tile"] == 0 and lane < cfg.lanes and word <= words and count <= words - word):
             return Status.RANGE, b""
-        span = slice(a["word"], a["word"] + a["count"])
+        cells = lane * words + np.arange(word, word + count)
         data = payload[ACCESS_BYTES:]
         if command == Command.WRITE.value:
-            if len(payload) != ACCESS_BYTES + 2 * a["count"]:
+            if len(payload) != ACCESS_BYTES + 2 * count:
                 return Status.LEN, b""
             if any(byte >> cfg.g_bits for byte in data):
                 return Status.RANGE, b""
-            self.memory[a["lane"], span] = np.frombuffer(data, dtype=np.uint8).reshape(-1, 2)
-            self.counters["cell_writes"] += a["count"]
+            pairs = np.frombuffer(data, dtype=np.uint8).reshape(-1, 2).T.astype(np.int64)
+            if region == Region.LEVELS.value:
+                self.model.write_levels(cells, pairs)
+            else:
+                self.model.program_cells(cells, pairs)
+            self.counters["cell_writes"] += count
             return Status.OK, b""
         if len(payload) != ACCESS_BYTES:
             return Status.LEN, b""
-        if command == Command.READ.value and 2 * a["count"] > self.max_payload:
+        if command == Command.READ.value and 2 * count > self.max_payload:
             return Status.LEN, b""
-        cells = self.memory[a["lane"], span].tobytes()
+        cells = self.memory[lane, word:word + count].tobytes()
         if command == Command.READ.value:
             return Status.OK, cells
         return Status.OK, struct.pack("<I", zlib.crc32(cells))
+
+    def _write_table(self, table, first, count, payload):
+        if not (table < len(Table) and first <= self._table_depth(table)
+                and count <= self._table_depth(table) - first):
+            return Status.RANGE, b""
+        if len(payload) != ACCESS_BYTES + 3 * count:
+            return Status.LEN, b""
+        raw = np.frombuffer(payload[ACCESS_BYTES:], dtype=np.uint8).reshape(-1, 3).astype(np.int64)
+        values = raw[:, 0] | raw[:, 1] << 8 | raw[:, 2] << 16
+        if (values >> TABLE_BITS[Table(table)]).any():
+            return Status.RANGE, b""
+        self.tables[Table(table)][first:first + count] = values.tolist()
+        return Status.OK, b""
+
+    def _table_depth(self, table):
+        return NU_CODES if table == Table.DRIFT.value else 1 << self.config.g_bits
+
+    def _config(self, payload):
+        if len(payload) != CONFIG_BYTES:
+            return Status.LEN, b""
+        c = struct_fields(Config, payload)
+        if c["tile"] != 0 or c["op"] > 1:
+            return Status.RANGE, b""
+        p = c["params"]
+        t = self.tables
+        program = ProgramTables(level=tuple(t[Table.LEVEL]), prog_sigma=tuple(t[Table.PROG_SIGMA]),
+                                nu_mean=tuple(t[Table.NU_MEAN]), nu_sigma=tuple(t[Table.NU_SIGMA]),
+                                p_on=p.p_on, p_off=p.p_off, g_on=p.g_on, verify_tol=p.verify_tol,
+                                verify_max=p.verify_max)
+        drift = DriftTables(drift=tuple(t[Table.DRIFT]), read_sigma=tuple(t[Table.READ_SIGMA]),
+                            var_shift=p.var_shift, out_var=p.out_var)
+        mode = ReadNoise(p.read_noise)
+        if c["op"] == EngineOp.CONFIGURE.value:
+            self.model.configure(p.seed, mode, program, drift)
+        else:  # the gateware reads its scalars afresh for every operation
+            self.model.seed, self.model.read_noise, self.model.program_tables = p.seed, mode, program
+            self.model.drift(drift)
+        self.model.mvm_noise = bool(p.mvm_noise)  # as the host sent it, like the gateware
+        return Status.OK, b""
 
     def _run(self, payload):
         cfg = self.config
@@ -153,7 +227,7 @@ class ReferenceDevice:
         # the DAC takes the low dac_bits of each byte as two's complement
         half = 1 << (cfg.dac_bits - 1)
         x = ((raw + half) % (2 * half) - half).reshape(batch, cfg.rows)
-        codes = mvm_codes(cfg, *self.levels(), x)
+        codes = self.model.run_codes(x)
         self.counters["mvms"] += batch
         self.counters["macs"] += batch * cfg.rows * cfg.cols
         self.counters["adc_conversions"] += batch * cfg.cols

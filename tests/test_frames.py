@@ -72,7 +72,7 @@ def test_header_layout_is_six_little_endian_bytes():
     header = Header.const({"version": 1, "command": Command.RUN.value, "seq": 0x5A,
                            "status": Status.RANGE.value, "length": 0x1234})
     assert header.as_value().value.to_bytes(6, "little") == bytes([1, 0x04, 0x5A, 0x04, 0x34, 0x12])
-    frame = encode_frame(Command.RUN, 0x5A, b"\x00" * 0x1234, status=Status.RANGE)
+    frame = encode_frame(Command.RUN, 0x5A, b"\x00" * 0x1234, status=Status.RANGE, version=1)
     fields, _ = decode_frame(frame[:-1])
     assert fields == {"version": 1, "command": 0x04, "seq": 0x5A, "status": 0x04, "length": 0x1234}
 

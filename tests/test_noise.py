@@ -1,9 +1,8 @@
 """The random numbers: published known answers, and the Gaussian's statistics on 1e6 samples."""
 
-from math import erf, sqrt
-
 import numpy as np
 import pytest
+from gaussian_checks import check_gaussian_statistics
 
 from memxbar.noise import Streams, gauss, noise_key, threefry2x32
 from memxbar.protocol.physics import SIGMA_STEPS, Z_SIGMA, Domain
@@ -42,11 +41,6 @@ def test_gauss_scales_to_sigma_steps():
     assert np.abs(gauss(160, z) - exact).max() <= 0.5 + 1e-6
 
 
-def normal_cdf(values):
-    unique, inverse = np.unique(values, return_inverse=True)
-    return np.array([0.5 * (1 + erf(u / sqrt(2))) for u in unique])[inverse]
-
-
 @pytest.fixture(scope="module")
 def read_noise_samples():
     """1e6 Gaussians as MVMs draw them: 1000 reads (streams) of 1000 columns each."""
@@ -54,27 +48,5 @@ def read_noise_samples():
     return np.stack([streams.gaussian() for _ in range(1000)], axis=1) / Z_SIGMA  # (read, column)
 
 
-def test_gaussian_distribution(read_noise_samples):
-    z = np.sort(read_noise_samples.ravel())
-    n = z.size
-    cdf = normal_cdf(z)
-    # z is discrete: compare the normal CDF with the empirical CDF on both sides of each step
-    ks = max(np.max(np.arange(1, n + 1) / n - cdf), np.max(cdf - np.arange(n) / n))
-    excess_kurtosis = np.mean(z**4) / np.mean(z**2) ** 2 - 3
-    tail = np.mean(np.abs(z) > 3)
-    print(f"KS {ks:.5f}, mean {z.mean():+.5f}, sd {z.std():.5f}, excess kurtosis {excess_kurtosis:+.4f}, "
-          f"P(|z|>3) {tail:.5f}")
-    assert ks < 0.003
-    assert abs(excess_kurtosis) < 0.1
-    assert abs(tail / 0.0027 - 1) < 0.25
-    assert abs(z.mean()) < 0.005 and abs(z.std() - 1) < 0.005
-
-
-def test_gaussian_autocorrelation_and_independent_streams(read_noise_samples):
-    z = read_noise_samples
-    sequence = z.ravel()  # one stream after another, in draw order
-    worst_lag = max(abs(np.corrcoef(sequence[:-lag], sequence[lag:])[0, 1]) for lag in range(1, 17))
-    neighbour_streams = abs(np.corrcoef(z[:-1].ravel(), z[1:].ravel())[0, 1])  # read r vs r + 1
-    print(f"worst |autocorrelation| at lags 1..16: {worst_lag:.5f}; adjacent streams {neighbour_streams:.5f}")
-    assert worst_lag < 0.005
-    assert neighbour_streams < 0.005
+def test_model_gaussians_pass_the_statistics(read_noise_samples):
+    check_gaussian_statistics(read_noise_samples, "model")

@@ -9,13 +9,14 @@ import time
 import numpy as np
 import serial
 
-from ..errors import LinkError, UnsupportedURL, VersionMismatch
+from ..errors import LinkError, Unsupported, UnsupportedURL, VersionMismatch
 from ..link import Link
 from ..protocol import PROTOCOL_VERSION, TileConfig, lane_memory, memory_cells
 from ..protocol.frames import (
     MAGIC,
     Access,
     Command,
+    Config,
     Counters,
     Hello,
     Region,
@@ -23,6 +24,7 @@ from ..protocol.frames import (
     struct_bytes,
     struct_fields,
 )
+from ..protocol.physics import EngineOp, ReadNoise, ideal_tables, params_fields, table_entries
 from . import Backend
 
 __all__ = ["SerialBackend"]
@@ -49,6 +51,8 @@ class SerialBackend(Backend):
             except ValueError as error:  # pyserial's word for a URL scheme it does not know
                 raise UnsupportedURL(f"cannot open {url!r}: {error}") from None
         self.link = Link(port, timeout=timeout, retries=retries, clock=clock)
+        self._device = {}     # tile -> (seed, read_noise, ProgramTables) of the last configure
+        self._mvm_noise = {}  # tile -> whether its MVMs draw noise
         try:
             self._connect(expect_build_id)
         except BaseException:
@@ -80,16 +84,52 @@ class SerialBackend(Backend):
                                   f"{expect_build_id:08x}: flash the bitstream you built")
 
     def program_levels(self, tile, g_plus, g_minus):
+        # Programming draws noise keyed on the device's count of cell writes: one frame in
+        # flight, so a retry is always of the last frame and the device replays, never
+        # re-executes (its replay cache holds one reply).
         memory = lane_memory(self.config, g_plus, g_minus)
         chunk = (self.max_payload - ACCESS_BYTES) // 2
         writes = []
         for lane in range(self.config.lanes):
             for word in range(0, self.config.words_per_lane, chunk):
                 cells = memory[lane, word:word + chunk]
-                access = struct_bytes(Access, region=Region.LEVELS.value, tile=tile, lane=lane,
+                access = struct_bytes(Access, region=Region.TARGETS.value, tile=tile, lane=lane,
                                       word=word, count=len(cells))
                 writes.append((Command.WRITE, access + cells.tobytes()))
-        self.link.transact_many(writes)
+        self.link.transact_many(writes, window=1)
+
+    def configure(self, tile, seed, read_noise, program, drift, stuck):
+        if stuck is not None:
+            raise Unsupported("this device build samples stuck cells from rates only; an explicit "
+                              "stuck map works on model://")
+        self._device[tile] = (seed, read_noise, program)
+        self._load(tile, EngineOp.CONFIGURE, program, drift)
+
+    def drift(self, tile, tables):
+        program = self._device.get(tile, (0, ReadNoise.PER_READ, None))[2]
+        if program is None:
+            program = ideal_tables(self.config)[0]
+        self._load(tile, EngineOp.DRIFT, program, tables, tables_of_program=False)
+
+    def _load(self, tile, op, program, drift, tables_of_program=True):
+        """Tables by WRITE TABLE, then CONFIG with the scalars and ``op``; one frame in flight."""
+        per_frame = (self.max_payload - ACCESS_BYTES) // 3
+        grouped = {}
+        for table, index, value in table_entries(program if tables_of_program else None, drift):
+            grouped.setdefault(table, []).append((index, value))
+        writes = []
+        for table, entries in grouped.items():
+            for start in range(0, len(entries), per_frame):
+                part = entries[start:start + per_frame]
+                access = struct_bytes(Access, region=Region.TABLE.value, tile=tile, lane=table.value,
+                                      word=part[0][0], count=len(part))
+                data = b"".join(value.to_bytes(3, "little") for _, value in part)
+                writes.append((Command.WRITE, access + data))
+        self.link.transact_many(writes)  # tables are idempotent: two frames in flight
+        seed, read_noise, _ = self._device.get(tile, (0, ReadNoise.PER_READ, None))
+        params = params_fields(seed, read_noise, program, drift)
+        self._mvm_noise[tile] = bool(params["mvm_noise"])
+        self.link.transact(Command.CONFIG, struct_bytes(Config, tile=tile, op=op.value, params=params))
 
     def levels(self, tile):
         cfg = self.config
@@ -107,9 +147,10 @@ class SerialBackend(Backend):
         per_frame = max(1, min(self.max_payload // (2 * cfg.cols),
                                (self.max_payload - RUN_BYTES) // cfg.rows))
         batches = [x_codes[start:start + per_frame] for start in range(0, len(x_codes), per_frame)]
+        # with MVM noise a re-executed RUN would draw the next read's noise: one frame in flight
         replies = self.link.transact_many(
-            (Command.RUN, struct_bytes(Run, tile=tile, batch=len(b)) + b.astype(np.int8).tobytes())
-            for b in batches)
+            ((Command.RUN, struct_bytes(Run, tile=tile, batch=len(b)) + b.astype(np.int8).tobytes())
+             for b in batches), window=1 if self._mvm_noise.get(tile) else 2)
         out = [np.frombuffer(r, dtype="<i2").astype(np.int64).reshape(-1, cfg.cols) for r in replies]
         return np.concatenate(out) if out else np.zeros((0, cfg.cols), dtype=np.int64)
 

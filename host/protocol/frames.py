@@ -17,9 +17,11 @@ from amaranth.lib import data, enum
 from cobs import cobs
 
 from .geometry import PROTOCOL_VERSION
+from .physics import Params
 
-__all__ = ["HEADER_BYTES", "MAGIC", "REPLY", "Access", "Command", "Counters", "FrameError", "Header", "Hello",
-           "Region", "Run", "Status", "decode_frame", "encode_frame", "struct_bytes", "struct_fields"]
+__all__ = ["HEADER_BYTES", "MAGIC", "REPLY", "Access", "Command", "Config", "Counters", "FrameError",
+           "Header", "Hello", "Region", "Run", "Status", "decode_frame", "encode_frame", "struct_bytes",
+           "struct_fields"]
 
 #: Set in CMD of every reply.
 REPLY = 0x80
@@ -51,9 +53,18 @@ class Status(enum.Enum, shape=8):
 
 
 class Region(enum.Enum, shape=8):
-    """Memory regions WRITE/READ/CHECKSUM address."""
+    """Memory regions WRITE/READ/CHECKSUM address.
 
-    LEVELS = 0x00  # conductance pairs: 2 bytes (g_plus, g_minus) per cell, lane-major words
+    LEVELS: the conductance pairs MVMs use, 2 bytes (g_plus, g_minus) per cell, lane-major
+    words; WRITE sets them as they are (no device physics). TARGETS (WRITE only): 2 bytes
+    (t_plus, t_minus) per cell, programmed through the device engine. TABLE (WRITE only):
+    ``lane`` names a :class:`~memxbar.protocol.physics.Table`, ``word`` its first entry,
+    3 bytes (little-endian) per entry.
+    """
+
+    LEVELS = 0x00
+    TARGETS = 0x01
+    TABLE = 0x02
 
 
 class Header(data.Struct):
@@ -91,6 +102,20 @@ class Run(data.Struct):
     batch: 16
 
 
+class Config(data.Struct):
+    """Payload of CONFIG: the device's scalars, then one engine operation over every cell.
+
+    ``op`` is a :class:`~memxbar.protocol.physics.EngineOp` (CONFIGURE erases the array and
+    restarts every noise index; DRIFT moves the cells to the loaded drift tables). The reply
+    comes once the engine has finished.
+    """
+
+    tile: 8
+    op: 8
+    params: Params
+    pad: 2
+
+
 class Hello(data.Struct):
     """Payload of the HELLO reply: what the device is."""
 
@@ -117,6 +142,8 @@ class Counters(data.Struct):
     macs: 64
     adc_conversions: 64
     cell_writes: 64
+    write_pulses: 64
+    verify_reads: 64
     frames_ok: 32
     frames_dropped: 32
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 __all__ = ["PROTOCOL_VERSION", "TileConfig", "cell_address", "cell_at", "lane_memory", "memory_cells"]
 
 #: Bumped whenever the meaning of a configuration, layout or command changes.
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: device physics (TARGETS, TABLE, CONFIG, event counters)
 
 
 def _check_int(name, value, lo, hi=None):

@@ -1,0 +1,79 @@
+"""Small sequential arithmetic for rare or slow paths, so the DSPs stay with the MAC lanes."""
+
+from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["ISqrt", "SerialMultiplier", "shift_add_product"]
+
+
+def shift_add_product(a, b):
+    """``a * b`` of unsigned values as a sum of shifted partial products.
+
+    Synthesis maps ``*`` onto DSP blocks; this form stays in logic, for products too narrow
+    or too many to deserve one.
+    """
+    return sum(Mux(b[i], a << i, 0) for i in range(len(b)))
+
+
+class SerialMultiplier(wiring.Component):
+    """``a * b`` of signed operands by shift and add: one bit of ``|a|`` per cycle.
+
+    ``busy`` rises the cycle after ``start`` and falls once ``product`` holds the result.
+    """
+
+    def __init__(self, a_width, b_width):
+        self.a_width, self.b_width = a_width, b_width
+        super().__init__({"start": In(1), "a": In(signed(a_width)), "b": In(signed(b_width)),
+                          "busy": Out(1), "product": Out(signed(a_width + b_width))})
+
+    def elaborate(self, platform):
+        m = Module()
+        width = self.a_width + self.b_width
+        rest = Signal(self.a_width)
+        addend = Signal(width)
+        total = Signal(width)
+        negative = Signal()
+        with m.If(self.start):  # a zero operand finishes at once
+            m.d.sync += [rest.eq(Mux(self.b == 0, 0, abs(self.a))), addend.eq(abs(self.b)), total.eq(0),
+                         negative.eq(self.a[-1] ^ self.b[-1])]
+        with m.Elif(rest != 0):
+            with m.If(rest[0]):
+                m.d.sync += total.eq(total + addend)
+            m.d.sync += [rest.eq(rest >> 1), addend.eq(addend << 1)]
+        m.d.comb += [self.busy.eq(rest != 0),
+                     self.product.eq(Mux(negative, -total.as_signed(), total.as_signed()))]
+        return m
+
+
+
+
+class ISqrt(wiring.Component):
+    """Floor square root of an unsigned ``width``-bit value, one result bit per cycle.
+
+    ``busy`` rises the cycle after ``start`` and falls once ``root`` holds ``isqrt(value)``.
+    """
+
+    def __init__(self, width):
+        self.width = width + (width & 1)
+        super().__init__({"start": In(1), "value": In(unsigned(width)), "busy": Out(1),
+                          "root": Out(unsigned(self.width // 2))})
+
+    def elaborate(self, platform):
+        m = Module()
+        half = self.width // 2
+        pending = Signal(self.width)
+        remainder = Signal(half + 2)
+        count = Signal(range(half + 1))
+        with m.If(self.start):
+            m.d.sync += [pending.eq(self.value), remainder.eq(0), self.root.eq(0), count.eq(half)]
+        with m.Elif(count != 0):
+            widened = Signal(half + 2)
+            trial = Signal(half + 2)
+            m.d.comb += [widened.eq((remainder << 2) | pending[-2:]), trial.eq((self.root << 2) | 1)]
+            fits = widened >= trial
+            m.d.sync += [pending.eq(pending << 2), count.eq(count - 1),
+                         remainder.eq(Mux(fits, widened - trial, widened)),
+                         self.root.eq((self.root << 1) | fits)]
+        m.d.comb += self.busy.eq(count != 0)
+        return m
