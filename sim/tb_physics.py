@@ -51,6 +51,7 @@ class PhysicsTB:
         self.x = StreamSource(dut, "x", dut.clk)
         self.y = StreamSink(dut, "y", dut.clk)
         self.events = {"write_pulses": 0, "verify_reads": 0}
+        self.cycle = 0
         self.model = TileModel(self.cfg)
         cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
         cocotb.start_soon(self._count_events())
@@ -59,6 +60,7 @@ class PhysicsTB:
         while True:
             await RisingEdge(self.dut.clk)
             await ReadOnly()
+            self.cycle += 1
             self.events["write_pulses"] += int(self.dut.pulse.value)
             self.events["verify_reads"] += int(self.dut.verify_read.value)
 
@@ -147,6 +149,7 @@ async def device_physics_bit_exact(dut):
     cfg = tb.cfg
     device = DEVICES[os.environ["MEMXBAR_DEVICE"]]()
     top = device.target_max(cfg)
+    report = {}
     for mode in (ReadNoise.PER_READ, ReadNoise.FROZEN):
         seed = int(tb.rng.integers(0, 2**32))
         program, drift0 = device.compile_program(cfg), device.compile_drift(cfg, 0.0)
@@ -156,7 +159,9 @@ async def device_physics_bit_exact(dut):
 
         shape = (cfg.cols, cfg.rows)
         g_plus, g_minus = tb.rng.integers(0, top + 1, shape), tb.rng.integers(0, top + 1, shape)
+        started = tb.cycle
         await tb.program(g_plus, g_minus)
+        report[f"{mode.name} program cycles per cell"] = (tb.cycle - started) / cfg.cells
         tb.model.program_levels(g_plus, g_minus)
         await tb.check_levels(f"{mode.name} after programming")
         for batch in (1, 3):
@@ -164,13 +169,17 @@ async def device_physics_bit_exact(dut):
 
         for t in (3600.0, 86400.0 * 30):
             drift = device.compile_drift(cfg, t)
+            started = tb.cycle
             await tb.load(seed, mode, program, drift, EngineOp.DRIFT)
+            report[f"{mode.name} drift cycles per cell (with table load)"] = (tb.cycle - started) / cfg.cells
             tb.model.drift(drift)
             await tb.check_levels(f"{mode.name} at t={t:.0f} s")
             await tb.check_mvms(f"{mode.name} at t={t:.0f} s", 2)
         if tb.model.drift_tables.out_var:  # fresh noise on every read
             x = np.repeat(tb.rng.integers(-cfg.x_max, cfg.x_max + 1, (1, cfg.rows)), 4, axis=0)
+            started = tb.cycle
             codes = await tb.mvm(x)
+            report[f"{mode.name} cycles per noisy MVM (4 back to back)"] = (tb.cycle - started) / 4
             assert np.array_equal(codes, tb.model.run_codes(x))
             assert len({tuple(c) for c in codes}) > 1, "four reads of one vector drew the same noise"
 
@@ -178,3 +187,4 @@ async def device_physics_bit_exact(dut):
             assert tb.events[name] == tb.model.counters[name], (
                 f"{name}: RTL {tb.events[name]} model {tb.model.counters[name]}")
     dut._log.info("events %s", tb.events)
+    dut._log.info("cycle report %s", json.dumps(report))

@@ -17,10 +17,12 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, Timer
 from cocotbext.uart import UartSink, UartSource
 
-from memxbar.protocol import TileConfig, lane_memory
+import memxbar
+from memxbar.protocol import PROTOCOL_VERSION, TileConfig, lane_memory
 from memxbar.protocol.frames import (
     Access,
     Command,
+    Config,
     Counters,
     Region,
     Run,
@@ -29,7 +31,9 @@ from memxbar.protocol.frames import (
     encode_frame,
     struct_bytes,
     struct_fields,
+    table_payloads,
 )
+from memxbar.protocol.physics import EngineOp, ReadNoise, Table, params_fields
 from memxbar.reference import ReferenceDevice
 
 CLOCK_NS = 10
@@ -99,7 +103,13 @@ class TopTB:
     def access(self, lane, word, count, region=Region.LEVELS.value, tile=0):
         return struct_bytes(Access, region=region, tile=tile, lane=lane, word=word, count=count)
 
-    async def program(self, g_plus, g_minus):
+    async def tables(self, program, drift):
+        """WRITE TABLE every entry, in frames that fit."""
+        for payload in table_payloads(program, drift, self.max_payload):
+            fields, _ = await self.command(Command.WRITE, payload)
+            assert fields["status"] == Status.OK.value
+
+    async def program(self, g_plus, g_minus, region=Region.LEVELS.value):
         """WRITE every lane, in chunks that fit a frame."""
         cfg = self.cfg
         memory = lane_memory(cfg, g_plus, g_minus)
@@ -107,7 +117,7 @@ class TopTB:
         for lane in range(cfg.lanes):
             for word in range(0, cfg.words_per_lane, chunk):
                 cells = memory[lane, word:word + chunk]
-                fields, _ = await self.command(Command.WRITE, self.access(lane, word, len(cells))
+                fields, _ = await self.command(Command.WRITE, self.access(lane, word, len(cells), region)
                                                + cells.tobytes())
                 assert fields["status"] == Status.OK.value
 
@@ -149,6 +159,36 @@ async def commands_match_the_reference_device(dut):
 
 
 @cocotb.test(timeout_time=TIMEOUT_MS, timeout_unit="ms")
+async def device_physics_commands_match_the_reference_device(dut):
+    """PCM tables, CONFIG, WRITE TARGETS, noisy RUNs and a drift: byte for byte as the reference."""
+    tb = TopTB(dut)
+    await tb.reset()
+    cfg = tb.cfg
+    device = memxbar.PCM(stuck_on=0.05, stuck_off=0.05, verify_tolerance=0.5, verify_max=3)
+    program, drift = device.compile_program(cfg), device.compile_drift(cfg, 0.0)
+    for mode in (ReadNoise.PER_READ, ReadNoise.FROZEN):
+        await tb.tables(program, drift)
+        fields, _ = await tb.command(Command.CONFIG, config_payload(
+            op=EngineOp.CONFIGURE.value, params=params_fields(99, mode, program, drift)))
+        assert fields["status"] == Status.OK.value
+        top = device.target_max(cfg)
+        targets = tb.rng.integers(0, top + 1, (2, cfg.cols, cfg.rows))
+        await tb.program(*targets, region=Region.TARGETS.value)
+        for lane in range(cfg.lanes):
+            await tb.command(Command.READ, tb.access(lane, 0, min(cfg.words_per_lane, tb.max_payload // 2)))
+        for batch in (1, min(3, tb.max_payload // (2 * cfg.cols))):
+            fields, _ = await tb.command(Command.RUN, tb.run_payload(batch))
+            assert fields["status"] == Status.OK.value
+        later = device.compile_drift(cfg, 86400.0)
+        await tb.tables(None, later)
+        await tb.command(Command.CONFIG, config_payload(
+            op=EngineOp.DRIFT.value, params=params_fields(99, mode, program, later)))
+        await tb.checksums()
+        await tb.command(Command.RUN, tb.run_payload(2))
+        await tb.command(Command.COUNTERS)
+
+
+@cocotb.test(timeout_time=TIMEOUT_MS, timeout_unit="ms")
 async def bad_requests_get_status_and_leave_memory_untouched(dut):
     tb = TopTB(dut)
     await tb.reset()
@@ -174,7 +214,22 @@ async def bad_requests_get_status_and_leave_memory_untouched(dut):
         (Command.RUN, struct_bytes(Run, tile=0, batch=0), Status.LEN),
         (Command.RUN, struct_bytes(Run, tile=0, batch=2) + bytes(cfg.rows), Status.LEN),
         (Command.RUN, struct_bytes(Run, tile=1, batch=1) + bytes(cfg.rows), Status.RANGE),
-        (Command.CONFIG, b"", Status.UNKNOWN_CMD),
+        (Command.READ, tb.access(0, 0, 1, region=Region.TARGETS.value), Status.RANGE),
+        (Command.CHECKSUM, tb.access(0, 0, 1, region=Region.TABLE.value), Status.RANGE),
+        (Command.WRITE, tb.access(len(Table), 0, 1, region=Region.TABLE.value) + bytes(3), Status.RANGE),
+        (Command.WRITE, tb.access(Table.LEVEL.value, 1 << cfg.g_bits, 1, region=Region.TABLE.value)
+         + bytes(3), Status.RANGE),
+        (Command.WRITE, tb.access(Table.DRIFT.value, 255, 2, region=Region.TABLE.value) + bytes(6),
+         Status.RANGE),
+        (Command.WRITE, tb.access(Table.LEVEL.value, 0, 2, region=Region.TABLE.value) + bytes(5), Status.LEN),
+        (Command.WRITE, tb.access(Table.LEVEL.value, 0, 2, region=Region.TABLE.value)
+         + bytes([1, 0, 0, 0, 1, 0]), Status.RANGE),  # 256 does not fit the 8-bit LEVEL table
+        (Command.WRITE, tb.access(Table.READ_SIGMA.value, 0, 1, region=Region.TABLE.value)
+         + bytes([0, 0, 0x20]), Status.RANGE),  # 2**21 does not fit 21 bits
+        (Command.CONFIG, b"", Status.LEN),
+        (Command.CONFIG, config_payload(op=0)[:-1], Status.LEN),
+        (Command.CONFIG, config_payload(op=2), Status.RANGE),
+        (Command.CONFIG, config_payload(op=0, tile=1), Status.RANGE),
         (0x55, b"", Status.UNKNOWN_CMD),
     ]
     if cfg.g_bits < 8:
@@ -187,7 +242,7 @@ async def bad_requests_get_status_and_leave_memory_untouched(dut):
     for command, payload, status in bad:
         fields, _ = await tb.command(command, payload)
         assert fields["status"] == status.value, (command, payload[:8].hex(), fields)
-    fields, _ = await tb.command(Command.HELLO, version=2)
+    fields, _ = await tb.command(Command.HELLO, version=PROTOCOL_VERSION - 1)
     assert fields["status"] == Status.VERSION.value
     fields, _ = await tb.exchange(_with_length(Command.HELLO, 201, b"\x01\x02", 5))
     assert fields["status"] == Status.LEN.value
@@ -223,7 +278,11 @@ async def garbage_and_cut_frames_are_dropped(dut):
         assert fields["status"] == Status.OK.value
 
 
+def config_payload(op, tile=0, params=None):
+    return struct_bytes(Config, tile=tile, op=op, params=params or {})
+
+
 def _with_length(command, seq, payload, length):
     """A valid frame whose LEN field lies about its payload."""
-    body = struct.pack("<BBBBH", 1, command.value, seq, 0, length) + payload
+    body = struct.pack("<BBBBH", PROTOCOL_VERSION, command.value, seq, 0, length) + payload
     return cobs.encode(body + struct.pack("<I", zlib.crc32(body))) + b"\x00"

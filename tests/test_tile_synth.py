@@ -1,4 +1,8 @@
-"""The default tile synthesises for the iCE40UP5K with its array in block RAM and MACs in DSPs."""
+"""The default tile synthesises for the iCE40 with its memories in block RAM and MACs in DSPs.
+
+With the device engine and MVM noise the 64x64 tile no longer fits an UP5K (see the README);
+this test pins the mapping, the resource figures are printed for the README.
+"""
 
 import json
 import subprocess
@@ -22,8 +26,8 @@ def test_default_tile_maps_memories_to_ebr_and_products_to_dsp(tmp_path):
     cells = json.loads((tmp_path / "stat.json").read_text())["design"]["num_cells_by_type"]
     print("iCE40 cells of the default tile:", cells)
     array_bits = config.cells * 2 * config.g_bits
+    # the MACs own the DSPs: the device engine's and the noise path's products stay in logic
     assert cells.get("SB_MAC16") == config.lanes
     assert cells.get("SB_RAM40_4K", 0) >= array_bits // 4096  # 4 kbit per EBR
     flops = sum(count for name, count in cells.items() if name.startswith("SB_DFF"))
-    assert flops < array_bits // 20, f"{flops} flip-flops: the array went to fabric"
-    assert cells.get("SB_LUT4", 0) < 5280 // 2  # leaves the UP5K room for the link and noise
+    assert flops < array_bits // 10, f"{flops} flip-flops: a memory went to fabric"

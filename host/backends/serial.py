@@ -23,8 +23,9 @@ from ..protocol.frames import (
     Run,
     struct_bytes,
     struct_fields,
+    table_payloads,
 )
-from ..protocol.physics import EngineOp, ReadNoise, ideal_tables, params_fields, table_entries
+from ..protocol.physics import EngineOp, ReadNoise, ideal_tables, params_fields
 from . import Backend
 
 __all__ = ["SerialBackend"]
@@ -113,18 +114,8 @@ class SerialBackend(Backend):
 
     def _load(self, tile, op, program, drift, tables_of_program=True):
         """Tables by WRITE TABLE, then CONFIG with the scalars and ``op``; one frame in flight."""
-        per_frame = (self.max_payload - ACCESS_BYTES) // 3
-        grouped = {}
-        for table, index, value in table_entries(program if tables_of_program else None, drift):
-            grouped.setdefault(table, []).append((index, value))
-        writes = []
-        for table, entries in grouped.items():
-            for start in range(0, len(entries), per_frame):
-                part = entries[start:start + per_frame]
-                access = struct_bytes(Access, region=Region.TABLE.value, tile=tile, lane=table.value,
-                                      word=part[0][0], count=len(part))
-                data = b"".join(value.to_bytes(3, "little") for _, value in part)
-                writes.append((Command.WRITE, access + data))
+        payloads = table_payloads(program if tables_of_program else None, drift, self.max_payload, tile)
+        writes = [(Command.WRITE, payload) for payload in payloads]
         self.link.transact_many(writes)  # tables are idempotent: two frames in flight
         seed, read_noise, _ = self._device.get(tile, (0, ReadNoise.PER_READ, None))
         params = params_fields(seed, read_noise, program, drift)

@@ -17,11 +17,11 @@ from amaranth.lib import data, enum
 from cobs import cobs
 
 from .geometry import PROTOCOL_VERSION
-from .physics import Params
+from .physics import Params, table_entries
 
 __all__ = ["HEADER_BYTES", "MAGIC", "REPLY", "Access", "Command", "Config", "Counters", "FrameError",
            "Header", "Hello", "Region", "Run", "Status", "decode_frame", "encode_frame", "struct_bytes",
-           "struct_fields"]
+           "struct_fields", "table_payloads"]
 
 #: Set in CMD of every reply.
 REPLY = 0x80
@@ -217,3 +217,19 @@ def decode_frame(encoded, check_length=True):
         raise FrameError(f"LEN says {length} bytes, the frame carries {len(payload)}")
     return {"version": version, "command": command, "seq": seq, "status": status,
             "length": length}, payload
+
+
+def table_payloads(program, drift, max_payload, tile=0):
+    """WRITE TABLE payloads carrying every entry of the given tables, each fitting max_payload."""
+    per_frame = (max_payload - Access.as_shape().size // 8) // 3
+    grouped = {}
+    for table, index, value in table_entries(program, drift):
+        grouped.setdefault(table, []).append((index, value))
+    payloads = []
+    for table, entries in grouped.items():
+        for start in range(0, len(entries), per_frame):
+            part = entries[start:start + per_frame]
+            access = struct_bytes(Access, region=Region.TABLE.value, tile=tile, lane=table.value,
+                                  word=part[0][0], count=len(part))
+            payloads.append(access + b"".join(value.to_bytes(3, "little") for _, value in part))
+    return payloads
