@@ -30,7 +30,7 @@ from ..protocol.physics import (
 from .arith import SerialMultiplier
 from .noise import GaussianSource, Threefry
 
-__all__ = ["CellEngine", "cell_update_layout", "table_write_layout", "target_layout"]
+__all__ = ["CellEngine", "cell_update_layout", "stuck_layout", "table_write_layout", "target_layout"]
 
 
 def _index(count):
@@ -48,6 +48,12 @@ def cell_update_layout(config):
     return data.StructLayout({"lane": _index(config.lanes), "word": _index(config.words_per_lane),
                               "g_plus": unsigned(config.g_bits), "g_minus": unsigned(config.g_bits),
                               "var": range(V_MAX + 1)})
+
+
+def stuck_layout(config):
+    """An explicit stuck code per device of cell ``(lane, word)``: 0 healthy, 1 on, 2 off."""
+    return data.StructLayout({"lane": _index(config.lanes), "word": _index(config.words_per_lane),
+                              "codes": data.ArrayLayout(2, 2)})
 
 
 def table_write_layout(config):
@@ -79,6 +85,8 @@ class CellEngine(wiring.Component):
         CONFIGURE or DRIFT over every cell; accepted only while idle.
     program : In(stream.Signature(target_layout(config)))
         Cells to program, in the order the host sends them (that order keys the noise).
+    stuck : In(stream.Signature(stuck_layout(config)))
+        Explicit stuck codes (after CONFIGURE): the cell is erased with them and settles.
     cell : Out(stream.Signature(cell_update_layout(config)))
         Finished cells for the tile's MVM memory.
     restart : Out(1)
@@ -100,6 +108,7 @@ class CellEngine(wiring.Component):
             "table": In(stream.Signature(table_write_layout(config))),
             "op": In(stream.Signature(EngineOp)),
             "program": In(stream.Signature(target_layout(config))),
+            "stuck": In(stream.Signature(stuck_layout(config))),
             "cell": Out(stream.Signature(cell_update_layout(config))),
             "restart": Out(1),
             "pulse": Out(1),
@@ -154,7 +163,7 @@ class CellEngine(wiring.Component):
         addr = Signal(range(max(cells, 2)))
         m.d.comb += addr.eq(lane * cfg.words_per_lane + word)
         job = Signal(2)  # PROGRAM, CONFIGURE, DRIFT
-        PROGRAM, CONFIGURE, DRIFT = 0, 1, 2
+        PROGRAM, CONFIGURE, DRIFT, MARK = 0, 1, 2, 3
         target = Array(Signal(cfg.g_bits, name=f"target{d}") for d in range(2))
         stuck = Array(Signal(2, name=f"stuck{d}") for d in range(2))
         g_prog = Array(Signal(cfg.g_bits, name=f"g_prog{d}") for d in range(2))
@@ -222,7 +231,7 @@ class CellEngine(wiring.Component):
 
         def next_cell_or_idle():
             last_word = word == cfg.words_per_lane - 1
-            with m.If(job == PROGRAM):
+            with m.If((job == PROGRAM) | (job == MARK)):
                 m.next = "IDLE"
             with m.Elif(last_word & (lane == cfg.lanes - 1)):
                 m.d.sync += [lane.eq(0), word.eq(0)]
@@ -234,7 +243,8 @@ class CellEngine(wiring.Component):
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 m.d.comb += [self.table.ready.eq(1), self.op.ready.eq(1),
-                             self.program.ready.eq(~self.op.valid)]
+                             self.program.ready.eq(~self.op.valid),
+                             self.stuck.ready.eq(~self.op.valid & ~self.program.valid)]
                 with m.If(self.op.valid):
                     m.d.sync += [lane.eq(0), word.eq(0)]
                     with m.If(self.op.payload == EngineOp.CONFIGURE):
@@ -249,6 +259,13 @@ class CellEngine(wiring.Component):
                     m.d.sync += [job.eq(PROGRAM), lane.eq(cmd.lane), word.eq(cmd.word),
                                  target[0].eq(cmd.t_plus), target[1].eq(cmd.t_minus)]
                     m.next = "P_SEED"
+                with m.Elif(self.stuck.valid):
+                    mark = self.stuck.payload
+                    m.d.sync += [job.eq(MARK), lane.eq(mark.lane), word.eq(mark.word)]
+                    for d in range(2):
+                        code = mark.codes[d]
+                        m.d.sync += [stuck[d].eq(code), g_prog[d].eq(Mux(code == 1, p.g_on, 0)), nu[d].eq(0)]
+                    m.next = "STORE"
 
             with m.State("NEXT"):
                 with m.If(job == CONFIGURE):

@@ -27,7 +27,7 @@ from ..protocol.frames import (
     Status,
 )
 from ..protocol.physics import NU_CODES, TABLE_BITS, EngineOp, Params, Table
-from .cells import table_write_layout, target_layout
+from .cells import stuck_layout, table_write_layout, target_layout
 from .tile import cell_layout, prog_layout
 
 __all__ = ["CommandEngine"]
@@ -81,10 +81,12 @@ class CommandEngine(wiring.Component):
             "x": Out(stream.Signature(signed(config.dac_bits))),
             "y": In(stream.Signature(signed(config.adc_bits))),
             "program": Out(stream.Signature(target_layout(config))),
+            "stuck": Out(stream.Signature(stuck_layout(config))),
             "table": Out(stream.Signature(table_write_layout(config))),
             "op": Out(stream.Signature(EngineOp)),
             "params": Out(Params),
             "tile_busy": In(1),
+            "mac_cycle": In(1),
             "pulse": In(1),
             "verify_read": In(1),
         })
@@ -112,7 +114,9 @@ class CommandEngine(wiring.Component):
         last_valid = Signal()
 
         counters = Signal(Counters)
-        m.d.sync += counters.cycles.eq(counters.cycles + 1)
+        m.d.sync += counters.clock.eq(counters.clock + 1)
+        with m.If(self.mac_cycle):
+            m.d.sync += counters.cycles.eq(counters.cycles + 1)
         with m.If(self.frame_dropped):
             m.d.sync += counters.frames_dropped.eq(counters.frames_dropped + 1)
         with m.If(self.pulse):
@@ -193,6 +197,14 @@ class CommandEngine(wiring.Component):
                             with m.Else():
                                 m.d.sync += [index.eq(0), value.eq(0), byte_of_entry.eq(0)]
                                 m.next = "TABLE_CHECK"
+                        with m.Elif(access.region == Region.STUCK):
+                            with m.If(~cells_ok):
+                                reply(Status.RANGE)
+                            with m.Elif(header.length != ACCESS_BYTES + access.count):
+                                reply(Status.LEN)
+                            with m.Else():
+                                m.d.sync += index.eq(0)
+                                m.next = "STUCK_CHECK"
                         with m.Elif(~write_ok):
                             reply(Status.RANGE)
                         with m.Elif(header.length != ACCESS_BYTES + cell_bytes):
@@ -275,6 +287,32 @@ class CommandEngine(wiring.Component):
             with m.State("ENGINE_WAIT"):
                 with m.If(~self.tile_busy):
                     reply(Status.OK)
+
+            with m.State("STUCK_CHECK"):  # two codes <= 2 per byte, nothing else, before any write
+                m.d.comb += self.read_addr.eq(ACCESS_START + index)
+                m.d.sync += index.eq(index + 1)
+                bad_code = ((self.read_data[:2] == 3) | (self.read_data[2:4] == 3)
+                            | (self.read_data[4:] != 0))
+                with m.If((index != 0) & bad_code):
+                    reply(Status.RANGE)
+                with m.Elif(index == access.count):
+                    m.d.sync += index.eq(0)
+                    m.next = "STUCK"
+            with m.State("STUCK"):  # cell `index`: its byte, then one mark
+                m.d.comb += self.read_addr.eq(ACCESS_START + index)
+                with m.If(index == access.count):
+                    m.next = "ENGINE_DRAIN"
+                with m.Else():
+                    m.next = "STUCK_PUSH"
+            with m.State("STUCK_PUSH"):
+                m.d.comb += self.read_addr.eq(ACCESS_START + index)
+                mark = self.stuck.payload
+                m.d.comb += [self.stuck.valid.eq(1), mark.lane.eq(access.lane),
+                             mark.word.eq(access.word + index),
+                             mark.codes[0].eq(self.read_data[:2]), mark.codes[1].eq(self.read_data[2:4])]
+                with m.If(self.stuck.ready):
+                    m.d.sync += index.eq(index + 1)
+                    m.next = "STUCK"
 
             with m.State("TABLE_CHECK"):  # every entry fits its table, before any write
                 m.d.comb += self.read_addr.eq(ACCESS_START + index)

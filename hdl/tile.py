@@ -23,7 +23,7 @@ from amaranth.lib.wiring import In, Out
 from ..protocol import TileConfig
 from ..protocol.physics import OUT_VAR_BITS, V_MAX, Domain, EngineOp, Params
 from .arith import ISqrt, SerialMultiplier, shift_add_product
-from .cells import CellEngine, table_write_layout, target_layout
+from .cells import CellEngine, stuck_layout, table_write_layout, target_layout
 from .noise import GaussianSource
 
 __all__ = ["Tile", "cell_layout", "prog_layout"]
@@ -76,12 +76,16 @@ class Tile(wiring.Component):
         (``busy`` low) and no read-back is pending. Conductances survive a reset.
     program : In(stream.Signature(target_layout(config)))
         Cells to program through the device engine (noise, drift exponent, faults).
+    stuck : In(stream.Signature(stuck_layout(config)))
+        Explicit stuck codes of cells, after a CONFIGURE.
     table, op : In
         Device tables and engine operations (CONFIGURE, DRIFT), see :class:`CellEngine`.
     params : In(Params)
         The device's scalars, held steady by the owner.
     pulse, verify_read : Out(1)
         Event strobes of programming.
+    mac_cycle : Out(1)
+        The sequencer issued one step of MACs this cycle (the ``cycles`` counter).
     readback : Out(stream.Signature(cell_layout(config)))
         One cell per read command.
     x : In(stream.Signature(signed(dac_bits)))
@@ -101,6 +105,7 @@ class Tile(wiring.Component):
             "prog": In(stream.Signature(prog_layout(config))),
             "readback": Out(stream.Signature(cell_layout(config))),
             "program": In(stream.Signature(target_layout(config))),
+            "stuck": In(stream.Signature(stuck_layout(config))),
             "table": In(stream.Signature(table_write_layout(config))),
             "op": In(stream.Signature(EngineOp)),
             "params": In(Params),
@@ -109,6 +114,7 @@ class Tile(wiring.Component):
             "busy": Out(1),
             "pulse": Out(1),
             "verify_read": Out(1),
+            "mac_cycle": Out(1),
         })
 
     def elaborate(self, platform):
@@ -157,6 +163,7 @@ class Tile(wiring.Component):
         m.submodules.engine = engine = CellEngine(cfg, self.tile)
         issue = Signal()
         m.d.comb += issue.eq(Mux(r_bank, full[1], full[0]) & ~engine.busy)
+        m.d.comb += self.mac_cycle.eq(advance & issue)
         with m.If(advance & issue):
             m.d.sync += [row.eq(row + 1), word.eq(word + 1)]
             with m.If(row == cfg.rows - 1):
@@ -280,6 +287,9 @@ class Tile(wiring.Component):
             engine.program.payload.eq(self.program.payload),
             engine.program.valid.eq(self.program.valid & ~busy),
             self.program.ready.eq(engine.program.ready & ~busy),
+            engine.stuck.payload.eq(self.stuck.payload),
+            engine.stuck.valid.eq(self.stuck.valid & ~busy),
+            self.stuck.ready.eq(engine.stuck.ready & ~busy),
             engine.cell.ready.eq(1),
             self.pulse.eq(engine.pulse), self.verify_read.eq(engine.verify_read),
         ]

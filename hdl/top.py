@@ -78,8 +78,10 @@ class Top(wiring.Component):
         wiring.connect(m, engine.x, tile.x)
         wiring.connect(m, tile.y, engine.y)
         wiring.connect(m, engine.program, tile.program)
+        wiring.connect(m, engine.stuck, tile.stuck)
         wiring.connect(m, engine.table, tile.table)
         wiring.connect(m, engine.op, tile.op)
         m.d.comb += [tile.params.eq(engine.params), engine.tile_busy.eq(tile.busy),
-                     engine.pulse.eq(tile.pulse), engine.verify_read.eq(tile.verify_read)]
+                     engine.pulse.eq(tile.pulse), engine.verify_read.eq(tile.verify_read),
+                     engine.mac_cycle.eq(tile.mac_cycle)]
         return m

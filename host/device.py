@@ -74,6 +74,7 @@ class Tile:
         stuck : array of int, optional
             Explicit stuck cells ``(2, cols, rows)`` for ``(G+, G-)``: 0 healthy, 1 stuck at
             the top level, 2 stuck at 0. Without it the model's rates decide, per cell.
+            Cells of a partial last column group (padding) are healthy.
         """
         model = Ideal(headroom=1.0) if model is None else model
         if not isinstance(model, DeviceModel):

@@ -68,7 +68,8 @@ class TileModel:
         """Load a device: tables, seed and read-noise mode; erase the array; sample stuck cells.
 
         ``stuck`` is an optional explicit map ``(2, lanes, words)``: 0 healthy, 1 stuck on,
-        2 stuck off; without it the rates of ``program`` decide, keyed on the cell.
+        2 stuck off, as if set by :meth:`set_stuck` on every cell; without it the rates of
+        ``program`` decide, keyed on the cell.
         """
         cfg = self.config
         self.seed = seed
@@ -114,6 +115,15 @@ class TileModel:
         ``targets`` ``(2, len(cells))``, as WRITE TARGETS does."""
         cells = np.asarray(cells, dtype=np.int64)
         self._program(cells, np.asarray(targets, dtype=np.int64))
+        self._settle(cells)
+
+    def set_stuck(self, cells, codes):
+        """Erase memory cells ``cells`` with explicit stuck codes ``(2, len(cells))``: WRITE STUCK."""
+        cells = np.asarray(cells, dtype=np.int64)
+        codes = np.asarray(codes, dtype=np.int64)
+        self.stuck.reshape(2, -1)[:, cells] = codes
+        self.g_prog.reshape(2, -1)[:, cells] = np.where(codes == 1, self.program_tables.g_on, 0)
+        self.nu.reshape(2, -1)[:, cells] = 0
         self._settle(cells)
 
     def write_levels(self, cells, levels):
@@ -217,6 +227,6 @@ class TileModel:
         self.counters["mvms"] += batch
         self.counters["macs"] += batch * cfg.rows * cfg.cols
         self.counters["adc_conversions"] += batch * cfg.cols
-        self.counters["cycles"] += batch * cfg.cycles_per_mvm
+        self.counters["cycles"] += batch * cfg.rows * cfg.groups  # MAC-array cycles
         return adc(cfg, acc)
 

@@ -2,7 +2,7 @@
 
 It answers the bytes the gateware answers (``memxbar.hdl.engine``), which the RTL tests check
 frame by frame, and it stands in for a device in the link's fault-injection tests. Only
-``Counters.cycles`` differs: the reference has no clock and reports 0.
+``Counters.clock`` differs: the reference has no clock and reports 0.
 """
 
 import struct
@@ -120,7 +120,7 @@ class ReferenceDevice:
         if command == Command.CONFIG.value:
             return self._config(payload)
         if command == Command.COUNTERS.value:
-            for name in ("write_pulses", "verify_reads"):
+            for name in ("cycles", "write_pulses", "verify_reads"):
                 self.counters[name] = self.model.counters[name]
             return Status.OK, struct_bytes(Counters, **self.counters)
         if command == Command.RESET.value:
@@ -145,6 +145,8 @@ class ReferenceDevice:
         region, lane, word, count = a["region"], a["lane"], a["word"], a["count"]
         if region == Region.TABLE.value and command == Command.WRITE.value:
             return self._write_table(lane, word, count, payload)
+        if region == Region.STUCK.value and command == Command.WRITE.value:
+            return self._write_stuck(a, payload)
         words = cfg.words_per_lane
         writable = (Region.LEVELS.value, Region.TARGETS.value)
         if not ((region == Region.LEVELS.value or (command == Command.WRITE.value and region in writable))
@@ -184,6 +186,21 @@ class ReferenceDevice:
         if (values >> TABLE_BITS[Table(table)]).any():
             return Status.RANGE, b""
         self.tables[Table(table)][first:first + count] = values.tolist()
+        return Status.OK, b""
+
+    def _write_stuck(self, a, payload):
+        cfg = self.config
+        words = cfg.words_per_lane
+        lane, word, count = a["lane"], a["word"], a["count"]
+        if not (a["tile"] == 0 and lane < cfg.lanes and word <= words and count <= words - word):
+            return Status.RANGE, b""
+        if len(payload) != ACCESS_BYTES + count:
+            return Status.LEN, b""
+        codes = np.frombuffer(payload[ACCESS_BYTES:], dtype=np.uint8).astype(np.int64)
+        pair = np.stack([codes & 3, (codes >> 2) & 3])
+        if (pair == 3).any() or (codes >> 4).any():
+            return Status.RANGE, b""
+        self.model.set_stuck(lane * words + np.arange(word, word + count), pair)
         return Status.OK, b""
 
     def _table_depth(self, table):

@@ -80,7 +80,7 @@ def link_figures(clock_hz=12e6, divisor=4, batches=(1, 8, 64, 256)):
             wall = time.perf_counter() - started
             sent, received = link.bytes_sent - sent, link.bytes_received - received
             # device time from the RUN requests' first byte to the next COUNTERS request
-            cycles = backend.counters()["cycles"] - before["cycles"]
+            cycles = backend.counters()["clock"] - before["clock"]
             payload_in, payload_out = batch * cfg.rows, batch * cfg.cols * 2
             bit_cycles = 10 * divisor
             rows.append({

@@ -109,7 +109,7 @@ def test_counters_count_events(dev):
     assert set(c) == {"cycles", "mvms", "macs", "adc_conversions", "cell_writes", "verify_reads",
                       "write_pulses"}
     assert c["mvms"] == 5 and c["macs"] == 5 * cfg.rows * cfg.cols and c["adc_conversions"] == 5 * cfg.cols
-    assert c["cycles"] == 5 * cfg.cycles_per_mvm
+    assert c["cycles"] == 5 * cfg.rows * cfg.groups
     assert c["cell_writes"] == cfg.lanes * cfg.words_per_lane and c["write_pulses"] == 2 * c["cell_writes"]
     assert tile.counters()["mvms"] == 5
 

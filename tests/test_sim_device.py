@@ -46,26 +46,28 @@ def test_sim_and_model_agree_bit_for_bit(query):
             assert np.array_equal(sim.tile(0).run_codes(x), model.tile(0).run_codes(x))
 
 
-@pytest.mark.parametrize("read_noise", ["per_read", "frozen"])
-def test_device_physics_on_sim_equals_model(read_noise):
+@pytest.mark.parametrize(("read_noise", "stuck_map"), [("per_read", False), ("frozen", True)])
+def test_device_physics_on_sim_equals_model(read_noise, stuck_map):
     """PCM through the float API: same conductances, outputs and event counts, bit for bit."""
     rng = np.random.default_rng(7)
     query = "rows=10&cols=7&lanes=3&max_payload=256"
     with memxbar.open(f"sim://?{query}") as sim, memxbar.open("model://?rows=10&cols=7&lanes=3") as model:
         w = rng.normal(size=(7, 10))
         x = rng.normal(size=(5, 10))
+        stuck = rng.choice(3, size=(2, 7, 10), p=[0.8, 0.1, 0.1]) if stuck_map else None
         results = []
         for dev in (sim, model):
             tile = dev.tile(0)
-            tile.configure(memxbar.PCM(stuck_on=0.05, verify_tolerance=0.5), seed=1234, read_noise=read_noise)
+            tile.configure(memxbar.PCM(stuck_on=0.05, verify_tolerance=0.5), seed=1234, read_noise=read_noise,
+                           stuck=stuck)
             tile.program(w)
             steps = [tile.conductances(), tile.matvec(x), tile.matvec(x[0])]
             tile.drift(86400.0)
             steps += [tile.conductances(), tile.matvec(x)]
             counters = dev.counters()
             results.append((steps, {name: counters[name] for name in
-                                    ("mvms", "macs", "adc_conversions", "cell_writes", "write_pulses",
-                                     "verify_reads")}))
+                                    ("cycles", "mvms", "macs", "adc_conversions", "cell_writes",
+                                     "write_pulses", "verify_reads")}))
         (sim_steps, sim_counters), (model_steps, model_counters) = results
         for got, want in zip(sim_steps, model_steps, strict=True):
             assert np.array_equal(np.asarray(got), np.asarray(want))

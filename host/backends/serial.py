@@ -9,7 +9,7 @@ import time
 import numpy as np
 import serial
 
-from ..errors import LinkError, Unsupported, UnsupportedURL, VersionMismatch
+from ..errors import LinkError, UnsupportedURL, VersionMismatch
 from ..link import Link
 from ..protocol import PROTOCOL_VERSION, TileConfig, lane_memory, memory_cells
 from ..protocol.frames import (
@@ -100,11 +100,17 @@ class SerialBackend(Backend):
         self.link.transact_many(writes, window=1)
 
     def configure(self, tile, seed, read_noise, program, drift, stuck):
-        if stuck is not None:
-            raise Unsupported("this device build samples stuck cells from rates only; an explicit "
-                              "stuck map works on model://")
         self._device[tile] = (seed, read_noise, program)
         self._load(tile, EngineOp.CONFIGURE, program, drift)
+        if stuck is not None:  # (2, lanes, words) codes, one byte per cell; idempotent
+            codes = (stuck[0] | stuck[1] << 2).astype(np.uint8)
+            chunk = self.max_payload - ACCESS_BYTES
+            writes = [(Command.WRITE, struct_bytes(Access, region=Region.STUCK.value, tile=tile, lane=lane,
+                                                   word=word, count=len(part)) + part.tobytes())
+                      for lane in range(self.config.lanes)
+                      for word in range(0, self.config.words_per_lane, chunk)
+                      for part in [codes[lane, word:word + chunk]]]
+            self.link.transact_many(writes)
 
     def drift(self, tile, tables):
         program = self._device.get(tile, (0, ReadNoise.PER_READ, None))[2]

@@ -59,12 +59,15 @@ class Region(enum.Enum, shape=8):
     words; WRITE sets them as they are (no device physics). TARGETS (WRITE only): 2 bytes
     (t_plus, t_minus) per cell, programmed through the device engine. TABLE (WRITE only):
     ``lane`` names a :class:`~memxbar.protocol.physics.Table`, ``word`` its first entry,
-    3 bytes (little-endian) per entry.
+    3 bytes (little-endian) per entry. STUCK (WRITE only, after CONFIG CONFIGURE): 1 byte per
+    cell, bits 0-1 the stuck code of G+ and bits 2-3 of G- (0 healthy, 1 stuck on, 2 stuck
+    off); the cell is erased with these codes.
     """
 
     LEVELS = 0x00
     TARGETS = 0x01
     TABLE = 0x02
+    STUCK = 0x03
 
 
 class Header(data.Struct):
@@ -135,8 +138,14 @@ class Hello(data.Struct):
 
 
 class Counters(data.Struct):
-    """Payload of the COUNTERS reply; every count since power-up or RESET."""
+    """Payload of the COUNTERS reply; every count since power-up or RESET.
 
+    ``clock`` counts clock cycles (device time; the reference device reports 0); ``cycles``
+    counts cycles in which the tile's MAC array computed (``rows * ceil(cols / lanes)`` per
+    MVM), an event count every backend reproduces.
+    """
+
+    clock: 64
     cycles: 64
     mvms: 64
     macs: 64
