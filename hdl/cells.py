@@ -29,30 +29,28 @@ from ..protocol.physics import (
 )
 from .arith import SerialMultiplier
 from .noise import GaussianSource, Threefry
+from .shapes import index_shape
 
 __all__ = ["CellEngine", "cell_update_layout", "stuck_layout", "table_write_layout", "target_layout"]
 
 
-def _index(count):
-    return range(max(count, 2))
-
 
 def target_layout(config):
     """Program cell ``(lane, word)`` to target levels ``(t_plus, t_minus)``."""
-    return data.StructLayout({"lane": _index(config.lanes), "word": _index(config.words_per_lane),
+    return data.StructLayout({"lane": index_shape(config.lanes), "word": index_shape(config.words_per_lane),
                               "t_plus": unsigned(config.g_bits), "t_minus": unsigned(config.g_bits)})
 
 
 def cell_update_layout(config):
     """A finished cell: the levels MVMs use and the read-noise variance code."""
-    return data.StructLayout({"lane": _index(config.lanes), "word": _index(config.words_per_lane),
+    return data.StructLayout({"lane": index_shape(config.lanes), "word": index_shape(config.words_per_lane),
                               "g_plus": unsigned(config.g_bits), "g_minus": unsigned(config.g_bits),
                               "var": range(V_MAX + 1)})
 
 
 def stuck_layout(config):
     """An explicit stuck code per device of cell ``(lane, word)``: 0 healthy, 1 on, 2 off."""
-    return data.StructLayout({"lane": _index(config.lanes), "word": _index(config.words_per_lane),
+    return data.StructLayout({"lane": index_shape(config.lanes), "word": index_shape(config.words_per_lane),
                               "codes": data.ArrayLayout(2, 2)})
 
 
@@ -158,8 +156,8 @@ class CellEngine(wiring.Component):
                          noise_counter[1].eq(counter1)]
 
         # -- the cell being worked on ------------------------------------------------------------
-        lane = Signal(_index(cfg.lanes))
-        word = Signal(_index(cfg.words_per_lane))
+        lane = Signal(index_shape(cfg.lanes))
+        word = Signal(index_shape(cfg.words_per_lane))
         addr = Signal(range(max(cells, 2)))
         m.d.comb += addr.eq(lane * cfg.words_per_lane + word)
         job = Signal(2)  # PROGRAM, CONFIGURE, DRIFT
@@ -207,6 +205,10 @@ class CellEngine(wiring.Component):
             with m.Elif(gauss.z.valid):
                 m.d.comb += [gauss.z.ready.eq(1), *start_mul(sigma, gauss.z.payload)]
                 m.next = next_state
+
+        def erase(d, code):
+            """Device ``d`` erased with stuck ``code``: at the top level if stuck on, else 0."""
+            m.d.sync += [stuck[d].eq(code), g_prog[d].eq(Mux(code == 1, p.g_on, 0)), nu[d].eq(0)]
 
         def stuck_code(u):
             on = u < p.p_on
@@ -263,8 +265,7 @@ class CellEngine(wiring.Component):
                     mark = self.stuck.payload
                     m.d.sync += [job.eq(MARK), lane.eq(mark.lane), word.eq(mark.word)]
                     for d in range(2):
-                        code = mark.codes[d]
-                        m.d.sync += [stuck[d].eq(code), g_prog[d].eq(Mux(code == 1, p.g_on, 0)), nu[d].eq(0)]
+                        erase(d, mark.codes[d])
                     m.next = "STORE"
 
             with m.State("NEXT"):
@@ -279,8 +280,7 @@ class CellEngine(wiring.Component):
                 m.next = "ERASE_WAIT"
             with m.State("ERASE_WAIT"), m.If(~threefry.busy):
                 for d, u in enumerate((threefry.out0, threefry.out1)):
-                    code = stuck_code(u)
-                    m.d.sync += [stuck[d].eq(code), g_prog[d].eq(Mux(code == 1, p.g_on, 0)), nu[d].eq(0)]
+                    erase(d, stuck_code(u))
                 m.next = "STORE"
 
             # -- DRIFT: the programmed state of the cell, then settle ------------------------

@@ -25,13 +25,10 @@ from ..protocol.physics import OUT_VAR_BITS, V_MAX, Domain, EngineOp, Params
 from .arith import ISqrt, SerialMultiplier, shift_add_product
 from .cells import CellEngine, stuck_layout, table_write_layout, target_layout
 from .noise import GaussianSource
+from .shapes import index_shape
 
 __all__ = ["Tile", "cell_layout", "prog_layout"]
 
-
-def _index(count):
-    """Shape of an index into ``count`` things; never zero bits wide (Verilog cannot say so)."""
-    return range(max(count, 2))
 
 
 def cell_layout(config):
@@ -56,8 +53,8 @@ def prog_layout(config):
     physics, read-noise variance 0), or read them back (``write=0``)."""
     return data.StructLayout({
         "write": 1,
-        "lane": _index(config.lanes),
-        "word": _index(config.words_per_lane),
+        "lane": index_shape(config.lanes),
+        "word": index_shape(config.words_per_lane),
         "cell": cell_layout(config),
     })
 
@@ -131,7 +128,7 @@ class Tile(wiring.Component):
         m.d.sync += full.eq((full & ~full_clr) | full_set)
 
         w_bank = Signal()
-        w_row = Signal(_index(cfg.rows))
+        w_row = Signal(index_shape(cfg.rows))
         m.d.comb += [
             self.x.ready.eq(~Mux(w_bank, full[1], full[0])),
             x_wr.addr.eq(Mux(w_bank, cfg.rows, 0) + w_row),
@@ -157,9 +154,9 @@ class Tile(wiring.Component):
 
         # S0: the sequencer walks (group, row) over the bank being read.
         r_bank = Signal()
-        group = Signal(_index(cfg.groups))
-        row = Signal(_index(cfg.rows))
-        word = Signal(_index(cfg.words_per_lane))
+        group = Signal(index_shape(cfg.groups))
+        row = Signal(index_shape(cfg.rows))
+        word = Signal(index_shape(cfg.words_per_lane))
         m.submodules.engine = engine = CellEngine(cfg, self.tile)
         issue = Signal()
         m.d.comb += issue.eq(Mux(r_bank, full[1], full[0]) & ~engine.busy)
@@ -203,8 +200,8 @@ class Tile(wiring.Component):
         var_accs = [Signal(v_width, name=f"var_acc{lane}") for lane in range(cfg.lanes)]
         var_results = Array(Signal(v_width, name=f"var_result{lane}") for lane in range(cfg.lanes))
         result_valid = Signal()
-        result_last = Signal(_index(cfg.lanes))
-        out_index = Signal(_index(cfg.lanes))
+        result_last = Signal(index_shape(cfg.lanes))
+        out_index = Signal(index_shape(cfg.lanes))
         draining_last = Signal()
         m.d.comb += [
             draining_last.eq(self.y.valid & self.y.ready & (out_index == result_last)),
@@ -212,7 +209,7 @@ class Tile(wiring.Component):
         ]
 
         # Output: one column per transfer, the ADC applied at the multiplexer.
-        out_group = Signal(_index(cfg.groups))
+        out_group = Signal(index_shape(cfg.groups))
         read_index = Signal(32)   # MVMs since CONFIGURE: the READ noise counter
         need_seed = Signal(init=1)
         with m.If(self.y.valid & self.y.ready):
@@ -295,7 +292,7 @@ class Tile(wiring.Component):
         ]
 
         # Direct writes and read-backs share each lane's ports with the sequencer and engine.
-        rb_lane = Signal(_index(cfg.lanes))
+        rb_lane = Signal(index_shape(cfg.lanes))
         rb_inflight = Signal()
         rb_valid = Signal()
         rb_data = Signal(cell)

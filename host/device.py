@@ -8,7 +8,7 @@ import numpy as np
 
 from .devices import DeviceModel, Ideal
 from .errors import DeviceClosed
-from .protocol import TileConfig, cell_address
+from .protocol import TileConfig, lane_memory
 from .protocol.physics import ReadNoise
 from .validate import float_array, integer_array
 
@@ -88,9 +88,7 @@ class Tile:
         memory = None
         if stuck is not None:
             codes = integer_array("stuck", stuck, 0, 2, shape=(2, cfg.cols, cfg.rows))
-            memory = np.zeros((2, cfg.lanes, cfg.words_per_lane), dtype=np.int64)
-            cols, rows = np.indices((cfg.cols, cfg.rows))
-            memory[:, *cell_address(cfg, rows, cols)] = codes
+            memory = np.moveaxis(lane_memory(cfg, codes[0], codes[1]), -1, 0).astype(np.int64)
         program, drift = model.compile_program(cfg), model.compile_drift(cfg, 0.0)
         self._backend().configure(self.index, int(seed), modes[read_noise], program, drift, memory)
         self.model, self._configured, self._weights, self.time = model, True, None, 0.0

@@ -82,13 +82,13 @@ class TileModel:
             on = u < program.p_on
             off = ~on & (u < program.p_on + program.p_off)
             stuck = np.where(on, 1, np.where(off, 2, 0))
-        self.stuck = np.asarray(stuck, dtype=np.int64).reshape(shape)
-        self.g_prog = np.where(self.stuck == 1, program.g_on, 0)
+        self.stuck = np.zeros(shape, dtype=np.int64)
+        self.g_prog = np.zeros(shape, dtype=np.int64)
         self.nu = np.zeros(shape, dtype=np.int64)
         self.g_now = np.zeros(shape, dtype=np.int64)
         self.variance = np.zeros(shape[1:], dtype=np.int64)
         self._load_drift(drift)
-        self._settle()
+        self.set_stuck(np.arange(self._cell.size), np.asarray(stuck, dtype=np.int64).reshape(2, -1))
 
     def _key(self, domain):
         return noise_key(self.seed, self.tile, domain)

@@ -150,7 +150,7 @@ class ReferenceDevice:
         words = cfg.words_per_lane
         writable = (Region.LEVELS.value, Region.TARGETS.value)
         if not ((region == Region.LEVELS.value or (command == Command.WRITE.value and region in writable))
-                and a["tile"] == 0 and lane < cfg.lanes and word <= words and count <= words - word):
+                and self._cells_in_range(a)):
             return Status.RANGE, b""
         cells = lane * words + np.arange(word, word + count)
         data = payload[ACCESS_BYTES:]
@@ -188,11 +188,16 @@ class ReferenceDevice:
         self.tables[Table(table)][first:first + count] = values.tolist()
         return Status.OK, b""
 
+    def _cells_in_range(self, a):
+        """Tile 0, an existing lane, and a word span inside it (no ``word + count`` overflow)."""
+        words = self.config.words_per_lane
+        return (a["tile"] == 0 and a["lane"] < self.config.lanes and a["word"] <= words
+                and a["count"] <= words - a["word"])
+
     def _write_stuck(self, a, payload):
-        cfg = self.config
-        words = cfg.words_per_lane
+        words = self.config.words_per_lane
         lane, word, count = a["lane"], a["word"], a["count"]
-        if not (a["tile"] == 0 and lane < cfg.lanes and word <= words and count <= words - word):
+        if not self._cells_in_range(a):
             return Status.RANGE, b""
         if len(payload) != ACCESS_BYTES + count:
             return Status.LEN, b""

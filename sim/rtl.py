@@ -2,14 +2,21 @@
 
 import itertools
 
+import numpy as np
 from cocotb.triggers import FallingEdge, ReadOnly
 
-__all__ = ["StreamSink", "StreamSource", "pause_cycle", "to_bits"]
+__all__ = ["StreamSink", "StreamSource", "from_bits", "pause_cycle", "to_bits"]
 
 
 def to_bits(value, width):
     """Two's-complement encoding of a Python int in ``width`` bits."""
     return value & ((1 << width) - 1)
+
+
+def from_bits(words, width):
+    """Two's-complement ``width``-bit words (ints or an array) as a signed int64 array."""
+    words = np.asarray(words, dtype=np.int64)
+    return np.where(words >= 1 << (width - 1), words - (1 << width), words)
 
 
 def pause_cycle(pattern):

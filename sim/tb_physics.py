@@ -22,7 +22,7 @@ from memxbar.model import TileModel
 from memxbar.protocol import TileConfig, cell_address
 from memxbar.protocol.physics import EngineOp, Params, ReadNoise, params_fields, table_entries
 
-from .rtl import StreamSink, StreamSource, pause_cycle, to_bits
+from .rtl import StreamSink, StreamSource, from_bits, pause_cycle, to_bits
 
 TIMEOUT_MS = 100  # simulated ms
 
@@ -119,9 +119,7 @@ class PhysicsTB:
         cfg = self.cfg
         receiving = cocotb.start_soon(self.y.recv(len(x_codes) * cfg.cols, pause_cycle([0, 0, 1])))
         await self.x.send([to_bits(v, cfg.dac_bits) for v in np.ravel(x_codes).tolist()])
-        codes = np.array(await receiving, dtype=np.int64)
-        codes = np.where(codes >= 1 << (cfg.adc_bits - 1), codes - (1 << cfg.adc_bits), codes)
-        return codes.reshape(len(x_codes), cfg.cols)
+        return from_bits(await receiving, cfg.adc_bits).reshape(len(x_codes), cfg.cols)
 
     async def check_levels(self, what):
         got = await self.levels()

@@ -18,7 +18,7 @@ from memxbar.hdl import cell_layout, prog_layout
 from memxbar.model import mvm_codes
 from memxbar.protocol import TileConfig, cell_address
 
-from .rtl import StreamSink, StreamSource, pause_cycle, to_bits
+from .rtl import StreamSink, StreamSource, from_bits, pause_cycle, to_bits
 
 TIMEOUT_MS = 50  # simulated ms: a hang fails in minutes, a pass needs under 10
 
@@ -119,8 +119,7 @@ class TileTB:
         return self.signed_codes(await receiving).reshape(len(x_codes), cfg.cols)
 
     def signed_codes(self, words):
-        codes = np.array(words, dtype=np.int64)
-        return np.where(codes >= 1 << (self.cfg.adc_bits - 1), codes - (1 << self.cfg.adc_bits), codes)
+        return from_bits(words, self.cfg.adc_bits)
 
     def expect(self, x_codes):
         return mvm_codes(self.cfg, self.g_plus, self.g_minus, np.asarray(x_codes))

@@ -89,41 +89,39 @@ class SerialBackend(Backend):
         # flight, so a retry is always of the last frame and the device replays, never
         # re-executes (its replay cache holds one reply).
         memory = lane_memory(self.config, g_plus, g_minus)
-        chunk = (self.max_payload - ACCESS_BYTES) // 2
+        self.link.transact_many(self._lane_writes(tile, Region.TARGETS, memory), window=1)
+
+    def configure(self, tile, seed, read_noise, program, drift, stuck):
+        self._device[tile] = (seed, read_noise, program)
+        self._load(tile, EngineOp.CONFIGURE, drift, tables_of_program=True)
+        if stuck is not None:  # (2, lanes, words) codes, one byte per cell; idempotent
+            codes = (stuck[0] | stuck[1] << 2).astype(np.uint8)
+            self.link.transact_many(self._lane_writes(tile, Region.STUCK, codes[..., None]))
+
+    def drift(self, tile, tables):
+        self._load(tile, EngineOp.DRIFT, tables, tables_of_program=False)
+
+    def _lane_writes(self, tile, region, memory):
+        """WRITE requests carrying a lane-memory image ``(lanes, words, bytes per cell)``."""
+        chunk = (self.max_payload - ACCESS_BYTES) // memory.shape[-1]
         writes = []
         for lane in range(self.config.lanes):
             for word in range(0, self.config.words_per_lane, chunk):
                 cells = memory[lane, word:word + chunk]
-                access = struct_bytes(Access, region=Region.TARGETS.value, tile=tile, lane=lane,
-                                      word=word, count=len(cells))
+                access = struct_bytes(Access, region=region.value, tile=tile, lane=lane, word=word,
+                                      count=len(cells))
                 writes.append((Command.WRITE, access + cells.tobytes()))
-        self.link.transact_many(writes, window=1)
+        return writes
 
-    def configure(self, tile, seed, read_noise, program, drift, stuck):
-        self._device[tile] = (seed, read_noise, program)
-        self._load(tile, EngineOp.CONFIGURE, program, drift)
-        if stuck is not None:  # (2, lanes, words) codes, one byte per cell; idempotent
-            codes = (stuck[0] | stuck[1] << 2).astype(np.uint8)
-            chunk = self.max_payload - ACCESS_BYTES
-            writes = [(Command.WRITE, struct_bytes(Access, region=Region.STUCK.value, tile=tile, lane=lane,
-                                                   word=word, count=len(part)) + part.tobytes())
-                      for lane in range(self.config.lanes)
-                      for word in range(0, self.config.words_per_lane, chunk)
-                      for part in [codes[lane, word:word + chunk]]]
-            self.link.transact_many(writes)
+    def _load(self, tile, op, drift, tables_of_program):
+        """Tables by WRITE TABLE, then CONFIG with the scalars and ``op``.
 
-    def drift(self, tile, tables):
-        program = self._device.get(tile, (0, ReadNoise.PER_READ, None))[2]
-        if program is None:
-            program = ideal_tables(self.config)[0]
-        self._load(tile, EngineOp.DRIFT, program, tables, tables_of_program=False)
-
-    def _load(self, tile, op, program, drift, tables_of_program=True):
-        """Tables by WRITE TABLE, then CONFIG with the scalars and ``op``; one frame in flight."""
+        The scalars come from the tile's last configure (a perfect device before any).
+        """
+        seed, read_noise, program = self._device.get(
+            tile, (0, ReadNoise.PER_READ, ideal_tables(self.config)[0]))
         payloads = table_payloads(program if tables_of_program else None, drift, self.max_payload, tile)
-        writes = [(Command.WRITE, payload) for payload in payloads]
-        self.link.transact_many(writes)  # tables are idempotent: two frames in flight
-        seed, read_noise, _ = self._device.get(tile, (0, ReadNoise.PER_READ, None))
+        self.link.transact_many([(Command.WRITE, payload) for payload in payloads])  # idempotent
         params = params_fields(seed, read_noise, program, drift)
         self._mvm_noise[tile] = bool(params["mvm_noise"])
         self.link.transact(Command.CONFIG, struct_bytes(Config, tile=tile, op=op.value, params=params))
