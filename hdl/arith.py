@@ -4,7 +4,17 @@ from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["ISqrt", "SerialMultiplier", "shift_add_product"]
+__all__ = ["ISqrt", "SerialMultiplier", "shift_add_product", "times"]
+
+
+def times(value, constant):
+    """``value * constant`` for a non-negative integer constant, as a sum of shifts.
+
+    Yosys maps even a product by a constant onto a DSP block (``synth_ice40 -dsp``), and the
+    iCE40UP5K's 8 DSPs are the MAC lanes'; the engine's frame-length arithmetic uses this.
+    """
+    terms = [value << bit for bit in range(constant.bit_length()) if constant >> bit & 1]
+    return sum(terms[1:], terms[0]) if terms else value & 0
 
 
 def shift_add_product(a, b):

@@ -14,7 +14,6 @@ from amaranth.lib.wiring import In, Out
 from ..protocol import PROTOCOL_VERSION
 from ..protocol.frames import (
     HEADER_BYTES,
-    MAGIC,
     REPLY,
     Access,
     Command,
@@ -25,8 +24,10 @@ from ..protocol.frames import (
     Region,
     Run,
     Status,
+    hello_fields,
 )
-from ..protocol.physics import NU_CODES, TABLE_BITS, EngineOp, Params, Table
+from ..protocol.physics import NU_CODES, TABLE_BITS, EngineOp, Params, ReadNoise, Table
+from .arith import times
 from .cells import stuck_layout, table_write_layout, target_layout
 from .tile import cell_layout, prog_layout
 
@@ -102,6 +103,9 @@ class CommandEngine(wiring.Component):
         params = Signal(Params)
         m.d.comb += self.params.eq(params)
         run = data.View(Run, head[HEADER_BYTES * 8:RUN_START * 8])
+        # a build without per-read noise lanes refuses that mode rather than ignore it
+        per_read_missing = Const(0) if cfg.per_read_noise else (
+            config_cmd.params.read_noise == ReadNoise.PER_READ)
         frame_payload = Signal(16)
         m.d.comb += frame_payload.eq(self.frame_length - HEADER_BYTES)
 
@@ -130,13 +134,15 @@ class CommandEngine(wiring.Component):
         cells_ok = ((access.tile == 0) & (access.lane < cfg.lanes)
                     & (access.word <= words) & (access.count <= words - access.word))
         read_ok = (access.region == Region.LEVELS) & cells_ok
-        write_ok = ((access.region == Region.LEVELS) | (access.region == Region.TARGETS)) & cells_ok
+        physics = Const(cfg.physics)  # an ideal build has no device engine to program or configure
+        writable = (access.region == Region.LEVELS) | ((access.region == Region.TARGETS) & physics)
+        write_ok = writable & cells_ok
         cell_bytes = Cat(Const(0, 1), access.count)  # 2 * count
         # TABLE: lane names the table, word its first entry; 3 bytes per entry
         table_depth = Mux(access.lane == Table.DRIFT.value, NU_CODES, 1 << cfg.g_bits)
         table_ok = ((access.tile == 0) & (access.lane < len(Table)) & (access.word <= table_depth)
                     & (access.count <= table_depth - access.word))
-        table_bytes = access.count * 3
+        table_bytes = times(access.count, 3)
         table_bits = Signal(5)
         with m.Switch(access.lane):
             for table in Table:
@@ -189,7 +195,7 @@ class CommandEngine(wiring.Component):
                     with m.Case(Command.WRITE):
                         with m.If(header.length < ACCESS_BYTES):
                             reply(Status.LEN)
-                        with m.Elif(access.region == Region.TABLE):
+                        with m.Elif((access.region == Region.TABLE) & physics):
                             with m.If(~table_ok):
                                 reply(Status.RANGE)
                             with m.Elif(header.length != ACCESS_BYTES + table_bytes):
@@ -197,7 +203,7 @@ class CommandEngine(wiring.Component):
                             with m.Else():
                                 m.d.sync += [index.eq(0), value.eq(0), byte_of_entry.eq(0)]
                                 m.next = "TABLE_CHECK"
-                        with m.Elif(access.region == Region.STUCK):
+                        with m.Elif((access.region == Region.STUCK) & physics):
                             with m.If(~cells_ok):
                                 reply(Status.RANGE)
                             with m.Elif(header.length != ACCESS_BYTES + access.count):
@@ -227,8 +233,8 @@ class CommandEngine(wiring.Component):
                             m.d.sync += [index.eq(0), half.eq(0)]
                             m.next = "READ"
                     with m.Case(Command.RUN):
-                        in_bytes = run.batch * cfg.rows
-                        out_bytes = run.batch * (2 * cfg.cols)
+                        in_bytes = times(run.batch, cfg.rows)
+                        out_bytes = times(run.batch, 2 * cfg.cols)
                         with m.If(header.length < RUN_BYTES):
                             reply(Status.LEN)
                         with m.Elif(run.tile != 0):
@@ -241,9 +247,11 @@ class CommandEngine(wiring.Component):
                                          feed.eq(RUN_START), primed.eq(0)]
                             m.next = "RUN"
                     with m.Case(Command.CONFIG):
-                        with m.If(header.length != CONFIG_BYTES):
+                        with m.If(~physics):
+                            reply(Status.UNKNOWN_CMD)
+                        with m.Elif(header.length != CONFIG_BYTES):
                             reply(Status.LEN)
-                        with m.Elif((config_cmd.tile != 0) | (config_cmd.op > 1)):
+                        with m.Elif((config_cmd.tile != 0) | (config_cmd.op > 1) | per_read_missing):
                             reply(Status.RANGE)
                         with m.Else():
                             m.d.sync += params.eq(config_cmd.params)
@@ -258,13 +266,7 @@ class CommandEngine(wiring.Component):
                         reply(Status.UNKNOWN_CMD)
 
             with m.State("HELLO"):
-                hello = Hello.const({
-                    "magic": MAGIC, "protocol": PROTOCOL_VERSION, "build_id": cfg.build_id,
-                    "rows": cfg.rows, "cols": cfg.cols, "lanes": cfg.lanes, "tiles": 1,
-                    "g_bits": cfg.g_bits, "dac_bits": cfg.dac_bits, "adc_bits": cfg.adc_bits,
-                    "adc_shift": cfg.adc_shift, "acc_width": cfg.acc_width,
-                    "max_payload": self.max_payload,
-                }).as_value()
+                hello = Hello.const(hello_fields(cfg, self.max_payload)).as_value()
                 write_reply_byte(index, hello.word_select(index, 8))
                 m.d.sync += index.eq(index + 1)
                 with m.If(index == HELLO_BYTES - 1):
@@ -329,13 +331,13 @@ class CommandEngine(wiring.Component):
                     m.d.sync += [index.eq(0), byte_of_entry.eq(0)]
                     m.next = "TABLE"
             with m.State("TABLE"):  # entry `index`: three bytes, then one table write
-                m.d.comb += self.read_addr.eq(ACCESS_START + 3 * index + byte_of_entry)
+                m.d.comb += self.read_addr.eq(ACCESS_START + times(index, 3) + byte_of_entry)
                 with m.If(index == access.count):
                     reply(Status.OK)
                 with m.Else():
                     m.next = "TABLE_READ"
             with m.State("TABLE_READ"):
-                m.d.comb += self.read_addr.eq(ACCESS_START + 3 * index + byte_of_entry + 1)
+                m.d.comb += self.read_addr.eq(ACCESS_START + times(index, 3) + byte_of_entry + 1)
                 m.d.sync += [value.word_select(byte_of_entry, 8).eq(self.read_data),
                              byte_of_entry.eq(byte_of_entry + 1)]
                 with m.If(byte_of_entry == 2):
@@ -431,7 +433,7 @@ class CommandEngine(wiring.Component):
                 batch = run.batch
                 fire = self.x.valid & self.x.ready
                 m.d.comb += [
-                    self.x.valid.eq(primed & (feed < RUN_START + batch * cfg.rows)),
+                    self.x.valid.eq(primed & (feed < RUN_START + times(batch, cfg.rows))),
                     self.x.payload.eq(self.read_data),
                     self.read_addr.eq(Mux(fire, feed + 1, feed)),
                 ]
@@ -447,13 +449,13 @@ class CommandEngine(wiring.Component):
                 with m.If(half):
                     write_reply_byte(index, saved)
                     m.d.sync += [half.eq(0), index.eq(index + 1), produced.eq(produced + 1)]
-                    with m.If(produced + 1 == batch * cfg.cols):
+                    with m.If(produced + 1 == times(batch, cfg.cols)):
                         m.d.sync += [
                             counters.mvms.eq(counters.mvms + batch),
-                            counters.macs.eq(counters.macs + batch * (cfg.rows * cfg.cols)),
-                            counters.adc_conversions.eq(counters.adc_conversions + batch * cfg.cols),
+                            counters.macs.eq(counters.macs + times(batch, cfg.rows * cfg.cols)),
+                            counters.adc_conversions.eq(counters.adc_conversions + times(batch, cfg.cols)),
                         ]
-                        reply(Status.OK, batch * (2 * cfg.cols))
+                        reply(Status.OK, times(batch, 2 * cfg.cols))
 
             with m.State("HEADER"):  # the reply header, then send and remember it for replays
                 reply_header = Cat(Const(PROTOCOL_VERSION, 8), (header.command | REPLY)[:8], header.seq,

@@ -16,14 +16,14 @@ stage draws one Gaussian per column (square root and multiply are sequential: ab
 cycles a column, which a 3 Mbaud link never notices).
 """
 
-from amaranth import Array, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..protocol import TileConfig
 from ..protocol.physics import OUT_VAR_BITS, V_MAX, Domain, EngineOp, Params
 from .arith import ISqrt, SerialMultiplier, shift_add_product
-from .cells import CellEngine, stuck_layout, table_write_layout, target_layout
+from .cells import CellEngine, cell_update_layout, stuck_layout, table_write_layout, target_layout
 from .noise import GaussianSource
 from .shapes import index_shape
 
@@ -37,9 +37,11 @@ def cell_layout(config):
 
 
 def _stored_layout(config):
-    """A memory word: the pair MVMs use and the per-read noise variance code."""
-    return data.StructLayout({"g_plus": unsigned(config.g_bits), "g_minus": unsigned(config.g_bits),
-                              "var": range(V_MAX + 1)})
+    """A memory word: the pair MVMs use and, where built, the per-read noise variance code."""
+    fields = {"g_plus": unsigned(config.g_bits), "g_minus": unsigned(config.g_bits)}
+    if config.per_read_noise:
+        fields["var"] = range(V_MAX + 1)
+    return data.StructLayout(fields)
 
 
 def variance_width(config):
@@ -141,7 +143,7 @@ class Tile(wiring.Component):
                 m.d.sync += [w_row.eq(0), w_bank.eq(~w_bank)]
                 m.d.comb += full_set.eq(Mux(w_bank, 0b10, 0b01))
 
-        # One memory per lane, each word a (G+, G-) pair and its read-noise variance.
+        # One memory per lane, each word a (G+, G-) pair and its read-noise variance code.
         cell = cell_layout(cfg)
         g_wr, g_rd = [], []
         for lane in range(cfg.lanes):
@@ -157,9 +159,13 @@ class Tile(wiring.Component):
         group = Signal(index_shape(cfg.groups))
         row = Signal(index_shape(cfg.rows))
         word = Signal(index_shape(cfg.words_per_lane))
-        m.submodules.engine = engine = CellEngine(cfg, self.tile)
+        if cfg.physics:
+            m.submodules.engine = engine = CellEngine(cfg, self.tile)
+            engine_busy, finished = engine.busy, engine.cell
+        else:  # an ideal tile: levels are only written directly, nothing draws noise
+            engine_busy, finished = Const(0), stream.Signature(cell_update_layout(cfg)).create()
         issue = Signal()
-        m.d.comb += issue.eq(Mux(r_bank, full[1], full[0]) & ~engine.busy)
+        m.d.comb += issue.eq(Mux(r_bank, full[1], full[0]) & ~engine_busy)
         m.d.comb += self.mac_cycle.eq(advance & issue)
         with m.If(advance & issue):
             m.d.sync += [row.eq(row + 1), word.eq(word + 1)]
@@ -184,14 +190,16 @@ class Tile(wiring.Component):
         prod_shape = signed(cfg.dac_bits + cfg.g_bits + 1)
         products = [Signal(prod_shape, name=f"product{lane}") for lane in range(cfg.lanes)]
         x_square = Signal(2 * cfg.dac_bits)
-        m.d.comb += x_square.eq(shift_add_product(abs(x_rd.data), abs(x_rd.data)))
+        if cfg.per_read_noise:
+            m.d.comb += x_square.eq(shift_add_product(abs(x_rd.data), abs(x_rd.data)))
         var_products = [Signal(2 * cfg.dac_bits + 10, name=f"var_product{lane}") for lane in range(cfg.lanes)]
         with m.If(advance):
             m.d.sync += [v2.eq(v1), first2.eq(first1), last2.eq(last1), tail2.eq(tail1)]
             for lane in range(cfg.lanes):
                 pair = g_rd[lane].data
-                m.d.sync += [products[lane].eq(x_rd.data * (pair.g_plus - pair.g_minus)),
-                             var_products[lane].eq(shift_add_product(x_square, pair.var))]
+                m.d.sync += products[lane].eq(x_rd.data * (pair.g_plus - pair.g_minus))
+                if cfg.per_read_noise:  # else the products stay 0 and yosys drops the path
+                    m.d.sync += var_products[lane].eq(shift_add_product(x_square, pair.var))
 
         # S3: accumulate; the last row of a group lands the column sums in the result registers.
         accs = [Signal(signed(cfg.acc_width), name=f"acc{lane}") for lane in range(cfg.lanes)]
@@ -218,42 +226,19 @@ class Tile(wiring.Component):
                 m.d.sync += [out_index.eq(0), result_valid.eq(0), out_group.eq(out_group + 1)]
                 with m.If(out_group == cfg.groups - 1):
                     m.d.sync += [out_group.eq(0), read_index.eq(read_index + 1), need_seed.eq(1)]
-        with m.If(engine.restart):
-            m.d.sync += [read_index.eq(0), need_seed.eq(1)]
+        if cfg.physics:
+            with m.If(engine.restart):
+                m.d.sync += [read_index.eq(0), need_seed.eq(1)]
 
-        # MVM noise: q = isqrt(V << 8), acc += (q z + 2**(k-1)) >> k, k = 19 - var_shift
-        m.submodules.read_noise = gauss = GaussianSource()
-        m.submodules.isqrt = isqrt = ISqrt(v_width + 8)
-        m.submodules.noise_mul = noise_mul = SerialMultiplier(16, len(isqrt.root) + 1)
-        p = self.params
-        m.d.comb += [gauss.key0.eq(p.seed), gauss.key1.eq((self.tile << 8) | Domain.READ.value),
-                     gauss.counter0.eq(read_index), gauss.counter1.eq(0)]
-        with m.If(p.mvm_noise & need_seed & ~gauss.seeding):
-            m.d.comb += gauss.seed.eq(1)
-            m.d.sync += need_seed.eq(0)
-        noisy = Signal(signed(max(cfg.acc_width, len(noise_mul.product)) + 1))
-        column_done = Signal()
-        selected = Mux(p.mvm_noise, noisy, results[out_index])
-        with m.FSM():
-            with m.State("COLUMN"), m.If(p.mvm_noise & result_valid & ~column_done):
-                m.d.comb += [isqrt.start.eq(1), isqrt.value.eq((var_results[out_index] + p.out_var) << 8)]
-                m.next = "SQRT"
-            with m.State("SQRT"), m.If(~isqrt.busy & gauss.z.valid & ~need_seed):
-                m.d.comb += [gauss.z.ready.eq(1), noise_mul.start.eq(1), noise_mul.a.eq(gauss.z.payload),
-                             noise_mul.b.eq(isqrt.root)]
-                m.next = "MULTIPLY"
-            with m.State("MULTIPLY"), m.If(~noise_mul.busy):
-                k = Signal(5)
-                m.d.comb += k.eq(19 - p.var_shift)
-                noise = (noise_mul.product + ((1 << k) >> 1)) >> k
-                m.d.sync += [noisy.eq(results[out_index] + noise), column_done.eq(1)]
-                m.next = "COLUMN"
-        with m.If(self.y.valid & self.y.ready):
-            m.d.sync += column_done.eq(0)
+        if cfg.physics:
+            selected, noisy_ready = self._mvm_noise(m, results[out_index], var_results[out_index],
+                                                    read_index, need_seed, result_valid)
+        else:
+            selected, noisy_ready = results[out_index], Const(1)
         half = (1 << cfg.adc_shift) >> 1  # 0 when there is no shift
         rounded = (selected + half) >> cfg.adc_shift
         m.d.comb += [
-            self.y.valid.eq(result_valid & (~p.mvm_noise | column_done)),
+            self.y.valid.eq(result_valid & noisy_ready),
             self.y.payload.eq(Mux(rounded > cfg.y_max, cfg.y_max,
                                   Mux(rounded < -cfg.y_max, -cfg.y_max, rounded))),
         ]
@@ -262,10 +247,14 @@ class Tile(wiring.Component):
         with m.If(advance & v2):
             for lane in range(cfg.lanes):
                 column_sum = Mux(first2, 0, accs[lane]) + products[lane]
-                var_sum = Mux(first2, 0, var_accs[lane]) + var_products[lane]
-                m.d.sync += [accs[lane].eq(column_sum), var_accs[lane].eq(var_sum)]
+                m.d.sync += accs[lane].eq(column_sum)
                 with m.If(last2):
-                    m.d.sync += [results[lane].eq(column_sum), var_results[lane].eq(var_sum)]
+                    m.d.sync += results[lane].eq(column_sum)
+                if cfg.per_read_noise:  # else the variances stay 0: output noise only
+                    var_sum = Mux(first2, 0, var_accs[lane]) + var_products[lane]
+                    m.d.sync += var_accs[lane].eq(var_sum)
+                    with m.If(last2):
+                        m.d.sync += var_results[lane].eq(var_sum)
             with m.If(last2):
                 m.d.sync += [
                     result_valid.eq(1),
@@ -273,23 +262,11 @@ class Tile(wiring.Component):
                 ]
 
         busy = Signal()
-        m.d.comb += [busy.eq(full.any() | v1 | v2 | result_valid), self.busy.eq(busy | engine.busy)]
+        m.d.comb += [busy.eq(full.any() | v1 | v2 | result_valid), self.busy.eq(busy | engine_busy)]
 
         # The engine works only while no MVM is in flight, and MVMs wait for it (see issue).
-        wiring.connect(m, wiring.flipped(self.table), engine.table)
-        m.d.comb += [
-            engine.params.eq(self.params),
-            engine.op.payload.eq(self.op.payload), engine.op.valid.eq(self.op.valid & ~busy),
-            self.op.ready.eq(engine.op.ready & ~busy),
-            engine.program.payload.eq(self.program.payload),
-            engine.program.valid.eq(self.program.valid & ~busy),
-            self.program.ready.eq(engine.program.ready & ~busy),
-            engine.stuck.payload.eq(self.stuck.payload),
-            engine.stuck.valid.eq(self.stuck.valid & ~busy),
-            self.stuck.ready.eq(engine.stuck.ready & ~busy),
-            engine.cell.ready.eq(1),
-            self.pulse.eq(engine.pulse), self.verify_read.eq(engine.verify_read),
-        ]
+        if cfg.physics:
+            self._connect_engine(m, engine, busy)
 
         # Direct writes and read-backs share each lane's ports with the sequencer and engine.
         rb_lane = Signal(index_shape(cfg.lanes))
@@ -298,16 +275,16 @@ class Tile(wiring.Component):
         rb_data = Signal(cell)
         cmd = self.prog.payload
         accept = self.prog.valid & self.prog.ready
-        finished = engine.cell.payload
-        m.d.comb += self.prog.ready.eq(~busy & ~engine.busy & ~rb_inflight & ~rb_valid)
+        m.d.comb += self.prog.ready.eq(~busy & ~engine_busy & ~rb_inflight & ~rb_valid)
         for lane in range(cfg.lanes):
             direct = accept & cmd.write & (cmd.lane == lane)
-            from_engine = engine.cell.valid & (finished.lane == lane)
+            from_engine = finished.valid & (finished.payload.lane == lane)
+            cell_word = finished.payload
+            variance = cell_word.var if cfg.per_read_noise else []
+            engine_word = Cat(cell_word.g_plus, cell_word.g_minus, variance)
             m.d.comb += [
-                g_wr[lane].addr.eq(Mux(from_engine, finished.word, cmd.word)),
-                g_wr[lane].data.eq(Mux(from_engine,
-                                       Cat(finished.g_plus, finished.g_minus, finished.var),
-                                       Cat(cmd.cell.g_plus, cmd.cell.g_minus, 0))),
+                g_wr[lane].addr.eq(Mux(from_engine, cell_word.word, cmd.word)),
+                g_wr[lane].data.eq(Mux(from_engine, engine_word, Cat(cmd.cell.g_plus, cmd.cell.g_minus, 0))),
                 g_wr[lane].en.eq(direct | from_engine),
                 g_rd[lane].addr.eq(Mux(busy, word, cmd.word)),
                 g_rd[lane].en.eq(Mux(busy, advance, accept)),
@@ -323,3 +300,53 @@ class Tile(wiring.Component):
         m.d.comb += [self.readback.valid.eq(rb_valid), self.readback.payload.eq(rb_data)]
 
         return m
+
+    def _connect_engine(self, m, engine, busy):
+        wiring.connect(m, wiring.flipped(self.table), engine.table)
+        m.d.comb += [
+            engine.params.eq(self.params),
+            engine.op.payload.eq(self.op.payload), engine.op.valid.eq(self.op.valid & ~busy),
+            self.op.ready.eq(engine.op.ready & ~busy),
+            engine.program.payload.eq(self.program.payload),
+            engine.program.valid.eq(self.program.valid & ~busy),
+            self.program.ready.eq(engine.program.ready & ~busy),
+            engine.stuck.payload.eq(self.stuck.payload),
+            engine.stuck.valid.eq(self.stuck.valid & ~busy),
+            self.stuck.ready.eq(engine.stuck.ready & ~busy),
+            engine.cell.ready.eq(1),
+            self.pulse.eq(engine.pulse), self.verify_read.eq(engine.verify_read),
+        ]
+
+    def _mvm_noise(self, m, result, variance, read_index, need_seed, result_valid):
+        """The column's Gaussian noise: ``(noisy result, ready)`` for the output multiplexer."""
+        cfg = self.config
+        # MVM noise: q = isqrt(V << 8), acc += (q z + 2**(k-1)) >> k, k = 19 - var_shift
+        m.submodules.read_noise = gauss = GaussianSource()
+        m.submodules.isqrt = isqrt = ISqrt(variance_width(cfg) + 8)
+        m.submodules.noise_mul = noise_mul = SerialMultiplier(16, len(isqrt.root) + 1)
+        p = self.params
+        m.d.comb += [gauss.key0.eq(p.seed), gauss.key1.eq((self.tile << 8) | Domain.READ.value),
+                     gauss.counter0.eq(read_index), gauss.counter1.eq(0)]
+        with m.If(p.mvm_noise & need_seed & ~gauss.seeding):
+            m.d.comb += gauss.seed.eq(1)
+            m.d.sync += need_seed.eq(0)
+        noisy = Signal(signed(max(cfg.acc_width, len(noise_mul.product)) + 1))
+        column_done = Signal()
+        selected = Mux(p.mvm_noise, noisy, result)
+        with m.FSM():
+            with m.State("COLUMN"), m.If(p.mvm_noise & result_valid & ~column_done):
+                m.d.comb += [isqrt.start.eq(1), isqrt.value.eq((variance + p.out_var) << 8)]
+                m.next = "SQRT"
+            with m.State("SQRT"), m.If(~isqrt.busy & gauss.z.valid & ~need_seed):
+                m.d.comb += [gauss.z.ready.eq(1), noise_mul.start.eq(1), noise_mul.a.eq(gauss.z.payload),
+                             noise_mul.b.eq(isqrt.root)]
+                m.next = "MULTIPLY"
+            with m.State("MULTIPLY"), m.If(~noise_mul.busy):
+                k = Signal(5)
+                m.d.comb += k.eq(19 - p.var_shift)
+                noise = (noise_mul.product + ((1 << k) >> 1)) >> k
+                m.d.sync += [noisy.eq(result + noise), column_done.eq(1)]
+                m.next = "COLUMN"
+        with m.If(self.y.valid & self.y.ready):
+            m.d.sync += column_done.eq(0)
+        return selected, ~p.mvm_noise | column_done

@@ -34,6 +34,19 @@ def _info(args):
         print(f"  build id     {info['build_id']}")
 
 
+def _selftest(args):
+    from .selftest import selftest
+
+    options = {"baudrate": args.baud} if args.baud else {}
+    figures = selftest(args.url, matrices=args.matrices, say=(lambda line: None) if args.json else print,
+                       **options)
+    if args.json:
+        print(json.dumps(figures, indent=2))
+    if not figures["passed"]:
+        return EXIT_DEVICE
+    return 0
+
+
 def _parser():
     parser = argparse.ArgumentParser(
         prog="memxbar", description="memxbar: an open FPGA emulator of memristor crossbar tiles")
@@ -44,6 +57,12 @@ def _parser():
                       help="device URL (default: model://, the golden model)")
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.set_defaults(run=_info)
+    test = commands.add_parser("selftest", help="check a freshly flashed board: link soak and bit-exactness")
+    test.add_argument("url", help="serial port or pyserial URL of the board (or sim://)")
+    test.add_argument("--baud", type=int, help="UART baud rate (default 3000000)")
+    test.add_argument("--matrices", type=int, default=8, help="random matrices in the link soak")
+    test.add_argument("--json", action="store_true", help="machine-readable figures")
+    test.set_defaults(run=_selftest)
     for entry in entry_points(group="memxbar.commands"):  # e.g. `memxbar sim`, from memxbar.sim
         entry.load()(commands)
     return parser
@@ -56,14 +75,14 @@ def main(argv=None):
         parser.print_help()
         return EXIT_USAGE
     try:
-        args.run(args)
+        code = args.run(args)
     except (ValueError, TypeError) as error:
         print(f"memxbar: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except MemxbarError as error:
         print(f"memxbar: error: {error}", file=sys.stderr)
         return EXIT_DEVICE
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from .devices import DeviceModel, Ideal
-from .errors import DeviceClosed
+from .errors import DeviceClosed, Unsupported
 from .protocol import TileConfig, lane_memory
 from .protocol.physics import ReadNoise
 from .validate import float_array, integer_array
@@ -61,7 +61,7 @@ class Tile:
 
     # -- the float API --------------------------------------------------------------------------
 
-    def configure(self, model=None, seed=0, read_noise="per_read", stuck=None):
+    def configure(self, model=None, seed=0, read_noise=None, stuck=None):
         """Make the tile behave like ``model`` (default :class:`memxbar.Ideal`); erases it.
 
         Parameters
@@ -69,22 +69,30 @@ class Tile:
         model : memxbar.DeviceModel
         seed : int
             In ``[0, 2**32)``; the same seed gives the same noise on every backend.
-        read_noise : {"per_read", "frozen"}
+        read_noise : {"per_read", "frozen"}, optional
             Fresh read noise on every MVM, or sampled at each drift call and held (aihwkit).
+            The default is ``per_read`` where the build has it (``info.config.per_read_noise``),
+            else ``frozen``.
         stuck : array of int, optional
             Explicit stuck cells ``(2, cols, rows)`` for ``(G+, G-)``: 0 healthy, 1 stuck at
             the top level, 2 stuck at 0. Without it the model's rates decide, per cell.
             Cells of a partial last column group (padding) are healthy.
         """
+        self._need_physics("device models")
         model = Ideal(headroom=1.0) if model is None else model
         if not isinstance(model, DeviceModel):
             raise TypeError(f"model must be a memxbar.DeviceModel such as memxbar.PCM(), not {model!r}")
         if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or not 0 <= seed < 2**32:
             raise ValueError(f"seed must be an integer in [0, 2**32), not {seed!r}")
         modes = {"per_read": ReadNoise.PER_READ, "frozen": ReadNoise.FROZEN}
+        cfg = self.config
+        if read_noise is None:
+            read_noise = "per_read" if cfg.per_read_noise else "frozen"
         if read_noise not in modes:
             raise ValueError(f"unknown read_noise mode {read_noise!r}; use 'per_read' or 'frozen'")
-        cfg = self.config
+        if read_noise == "per_read" and not cfg.per_read_noise:
+            raise Unsupported("this device was built without per-read noise lanes "
+                              "(TileConfig.per_read_noise=False): use read_noise='frozen'")
         memory = None
         if stuck is not None:
             codes = integer_array("stuck", stuck, 0, 2, shape=(2, cfg.cols, cfg.rows))
@@ -92,6 +100,11 @@ class Tile:
         program, drift = model.compile_program(cfg), model.compile_drift(cfg, 0.0)
         self._backend().configure(self.index, int(seed), modes[read_noise], program, drift, memory)
         self.model, self._configured, self._weights, self.time = model, True, None, 0.0
+
+    def _need_physics(self, what):
+        if not self.config.physics:
+            raise Unsupported(f"this device is an ideal build (TileConfig.physics=False) and has no {what}; "
+                              "program() and matvec() work, noise needs a build with physics")
 
     def program(self, weights):
         """Program a float matrix ``(out, in)`` as differential pairs, ``s = g_max / max|W|``.
@@ -125,6 +138,7 @@ class Tile:
             raise TypeError(f"t must be a number of seconds, not {t!r}")
         if not np.isfinite(t) or t < 0:
             raise ValueError(f"t must be a finite time >= 0 seconds since programming, not {t!r}")
+        self._need_physics("drift")
         if self._configured:
             self._backend().drift(self.index, self.model.compile_drift(self.config, float(t)))
         self.time = float(t)

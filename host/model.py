@@ -8,9 +8,18 @@ this module is their direct transcription.
 
 import numpy as np
 
+from .errors import Unsupported
 from .noise import Streams, gauss, noise_key, threefry2x32
 from .protocol import TileConfig, cell_at, memory_cells
-from .protocol.physics import NU_CODES, V_MAX, Domain, ReadNoise, ideal_tables, mvm_noise
+from .protocol.physics import (
+    NU_CODES,
+    V_MAX,
+    Domain,
+    ReadNoise,
+    default_read_noise,
+    ideal_tables,
+    mvm_noise,
+)
 
 __all__ = ["COUNTERS", "TileModel", "adc", "isqrt", "mvm_codes"]
 
@@ -60,7 +69,8 @@ class TileModel:
         self._cols, self._rows = cols, rows
         self._cell = lanes * config.words_per_lane + words
         self._real = cols < config.cols
-        self.configure(0, ReadNoise.PER_READ, *ideal_tables(config))
+        # power-up: a perfect device
+        self._configure(0, default_read_noise(config), *ideal_tables(config), None)
 
     # -- configuration -------------------------------------------------------------------------
 
@@ -71,6 +81,14 @@ class TileModel:
         2 stuck off, as if set by :meth:`set_stuck` on every cell; without it the rates of
         ``program`` decide, keyed on the cell.
         """
+        cfg = self.config
+        if not cfg.physics:
+            raise Unsupported("this tile was built without physics (an ideal tile): no device models")
+        if ReadNoise(read_noise) == ReadNoise.PER_READ and not cfg.per_read_noise:
+            raise Unsupported("this tile was built without per-read noise lanes; use frozen read noise")
+        self._configure(seed, read_noise, program, drift, stuck)
+
+    def _configure(self, seed, read_noise, program, drift, stuck):
         cfg = self.config
         self.seed = seed
         self.read_noise = ReadNoise(read_noise)
@@ -102,13 +120,21 @@ class TileModel:
     # -- programming, drift --------------------------------------------------------------------
 
     def program_levels(self, g_plus, g_minus):
-        """Program every cell to targets ``(cols, rows)``, in memory order (lane, then word)."""
+        """Program every cell to targets ``(cols, rows)``, in memory order (lane, then word).
+
+        A build without physics has no device engine: the levels are written as they are.
+        """
         cfg = self.config
         targets = np.zeros((2, cfg.lanes, cfg.words_per_lane), dtype=np.int64)
         real = self._real
         targets[0][real] = np.asarray(g_plus)[self._cols[real], self._rows[real]]
         targets[1][real] = np.asarray(g_minus)[self._cols[real], self._rows[real]]
-        self.program_cells(np.arange(self._cell.size), targets.reshape(2, -1))
+        cells = np.arange(self._cell.size)
+        if cfg.physics:
+            self.program_cells(cells, targets.reshape(2, -1))
+        else:
+            self.write_levels(cells, targets.reshape(2, -1))
+            self.counters["cell_writes"] += cells.size
 
     def program_cells(self, cells, targets):
         """Program memory cells ``cells`` (``lane * words_per_lane + word``) in that order to
@@ -169,6 +195,8 @@ class TileModel:
 
     def drift(self, tables):
         """A drift call: load the tables of a new time and move every cell there."""
+        if not self.config.physics:
+            raise Unsupported("this tile was built without physics (an ideal tile): no drift")
         self.drifts += 1
         self._load_drift(tables)
         self._settle()

@@ -13,7 +13,6 @@ import numpy as np
 from .model import TileModel
 from .protocol import PROTOCOL_VERSION, TileConfig, memory_cells
 from .protocol.frames import (
-    MAGIC,
     Access,
     Command,
     Config,
@@ -25,6 +24,7 @@ from .protocol.frames import (
     Status,
     decode_frame,
     encode_frame,
+    hello_fields,
     struct_bytes,
     struct_fields,
 )
@@ -130,12 +130,7 @@ class ReferenceDevice:
         return Status.UNKNOWN_CMD, b""
 
     def hello(self):
-        cfg = self.config
-        return struct_bytes(
-            Hello, magic=MAGIC, protocol=PROTOCOL_VERSION, build_id=cfg.build_id, rows=cfg.rows,
-            cols=cfg.cols, lanes=cfg.lanes, tiles=1, g_bits=cfg.g_bits, dac_bits=cfg.dac_bits,
-            adc_bits=cfg.adc_bits, adc_shift=cfg.adc_shift, acc_width=cfg.acc_width,
-            max_payload=self.max_payload)
+        return struct_bytes(Hello, **hello_fields(self.config, self.max_payload))
 
     def _access(self, command, payload):
         cfg = self.config
@@ -143,12 +138,13 @@ class ReferenceDevice:
             return Status.LEN, b""
         a = struct_fields(Access, payload)
         region, lane, word, count = a["region"], a["lane"], a["word"], a["count"]
-        if region == Region.TABLE.value and command == Command.WRITE.value:
+        engine_write = command == Command.WRITE.value and cfg.physics
+        if region == Region.TABLE.value and engine_write:
             return self._write_table(lane, word, count, payload)
-        if region == Region.STUCK.value and command == Command.WRITE.value:
+        if region == Region.STUCK.value and engine_write:
             return self._write_stuck(a, payload)
         words = cfg.words_per_lane
-        writable = (Region.LEVELS.value, Region.TARGETS.value)
+        writable = (Region.LEVELS.value, Region.TARGETS.value) if cfg.physics else (Region.LEVELS.value,)
         if not ((region == Region.LEVELS.value or (command == Command.WRITE.value and region in writable))
                 and self._cells_in_range(a)):
             return Status.RANGE, b""
@@ -212,12 +208,15 @@ class ReferenceDevice:
         return NU_CODES if table == Table.DRIFT.value else 1 << self.config.g_bits
 
     def _config(self, payload):
+        if not self.config.physics:
+            return Status.UNKNOWN_CMD, b""
         if len(payload) != CONFIG_BYTES:
             return Status.LEN, b""
         c = struct_fields(Config, payload)
-        if c["tile"] != 0 or c["op"] > 1:
-            return Status.RANGE, b""
         p = c["params"]
+        if (c["tile"] != 0 or c["op"] > 1
+                or (p.read_noise == ReadNoise.PER_READ.value and not self.config.per_read_noise)):
+            return Status.RANGE, b""
         t = self.tables
         program = ProgramTables(level=tuple(t[Table.LEVEL]), prog_sigma=tuple(t[Table.PROG_SIGMA]),
                                 nu_mean=tuple(t[Table.NU_MEAN]), nu_sigma=tuple(t[Table.NU_SIGMA]),

@@ -5,10 +5,8 @@ without importing the gateware. The URL's query takes TileConfig fields plus ``d
 ``max_payload``, e.g. ``sim://?rows=32&cols=32&lanes=4``.
 """
 
-from urllib.parse import parse_qsl, urlsplit
-
+from memxbar.backends import url_config
 from memxbar.backends.serial import SerialBackend
-from memxbar.protocol import TileConfig
 
 from .device import DEFAULT_DIVISOR, DEFAULT_MAX_PAYLOAD, SimulatedDevice
 
@@ -22,17 +20,7 @@ class SimBackend(SerialBackend):
     name = "sim"
 
     def __init__(self, url, timeout=SIM_TIMEOUT, retries=3):
-        query = urlsplit(url).query
-        try:
-            params = {key: int(value) for key, value in parse_qsl(query, strict_parsing=bool(query))}
-        except ValueError:
-            raise ValueError(f"malformed query in {url!r}: expected integer key=value pairs") from None
-        link = {"divisor": params.pop("divisor", DEFAULT_DIVISOR),
-                "max_payload": params.pop("max_payload", DEFAULT_MAX_PAYLOAD)}
-        unknown = sorted(set(params) - set(TileConfig.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"unknown parameter {unknown[0]!r} in {url!r}")
-        config = TileConfig(**params)
+        config, link = url_config(url, divisor=DEFAULT_DIVISOR, max_payload=DEFAULT_MAX_PAYLOAD)
         self.simulator = SimulatedDevice(config, **link)
         try:
             super().__init__(self.simulator.url, timeout=timeout, retries=retries,

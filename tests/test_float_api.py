@@ -145,3 +145,23 @@ def test_matvec_checks_shape_and_values(dev):
     with pytest.raises(ValueError, match=r"x contains inf at index \(1,\)"):
         tile.matvec(np.array([0, np.inf, 0, 0, 0]))
     assert np.array_equal(tile.matvec(np.zeros(5)), np.zeros(4))
+
+
+def test_a_build_without_per_read_lanes_is_the_full_build_in_frozen_mode():
+    """Dropping the per-read lanes changes the build id and nothing the frozen mode computes."""
+    rng = np.random.default_rng(5)
+    w, x = rng.normal(size=(7, 10)), rng.normal(size=(4, 10))
+    small = memxbar.open("model://?rows=10&cols=7&lanes=3&per_read_noise=0")
+    full = memxbar.open("model://?rows=10&cols=7&lanes=3")
+    assert small.info.build_id != full.info.build_id
+    with pytest.raises(memxbar.Unsupported, match="without per-read noise lanes"):
+        small.tile(0).configure(memxbar.PCM(), read_noise="per_read")
+    outputs = []
+    for dev, mode in ((small, None), (full, "frozen")):
+        tile = dev.tile(0)
+        tile.configure(memxbar.PCM(), seed=9, read_noise=mode)
+        tile.program(w)
+        tile.drift(3600.0)
+        outputs.append((tile.conductances(), tile.matvec(x)))
+    assert np.array_equal(outputs[0][0], outputs[1][0])
+    assert np.array_equal(outputs[0][1], outputs[1][1])

@@ -16,6 +16,7 @@ from memxbar.backends.serial import SerialBackend
 from memxbar.device import Device
 from memxbar.model import mvm_codes
 from memxbar.protocol.frames import Command, Status, decode_frame, encode_frame
+from memxbar.protocol.physics import ReadNoise, ideal_tables
 
 SMALL = "rows=10&cols=7&lanes=3&g_bits=4&dac_bits=6&adc_bits=8&max_payload=128"
 pytestmark = pytest.mark.verilator
@@ -46,12 +47,14 @@ def test_sim_and_model_agree_bit_for_bit(query):
             assert np.array_equal(sim.tile(0).run_codes(x), model.tile(0).run_codes(x))
 
 
-@pytest.mark.parametrize(("read_noise", "stuck_map"), [("per_read", False), ("frozen", True)])
-def test_device_physics_on_sim_equals_model(read_noise, stuck_map):
+@pytest.mark.parametrize(("read_noise", "stuck_map", "per_read_lanes"),
+                         [("per_read", False, 1), ("frozen", True, 1), ("frozen", False, 0)])
+def test_device_physics_on_sim_equals_model(read_noise, stuck_map, per_read_lanes):
     """PCM through the float API: same conductances, outputs and event counts, bit for bit."""
     rng = np.random.default_rng(7)
-    query = "rows=10&cols=7&lanes=3&max_payload=256"
-    with memxbar.open(f"sim://?{query}") as sim, memxbar.open("model://?rows=10&cols=7&lanes=3") as model:
+    query = f"rows=10&cols=7&lanes=3&per_read_noise={per_read_lanes}"
+    with (memxbar.open(f"sim://?{query}&max_payload=256") as sim,
+          memxbar.open(f"model://?{query}") as model):
         w = rng.normal(size=(7, 10))
         x = rng.normal(size=(5, 10))
         stuck = rng.choice(3, size=(2, 7, 10), p=[0.8, 0.1, 0.1]) if stuck_map else None
@@ -159,3 +162,17 @@ def test_closing_sim_stops_the_simulator():
     while simulator.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert simulator.poll() is not None
+
+
+def test_a_build_without_per_read_lanes_refuses_that_mode():
+    """The gateware says RANGE to CONFIG in per-read mode; the host API says why before sending."""
+    with memxbar.open("sim://?rows=10&cols=7&lanes=3&per_read_noise=0&max_payload=256") as sim:
+        assert sim.info.config.per_read_noise is False
+        with pytest.raises(memxbar.Unsupported, match=r"per_read_noise=False.*frozen"):
+            sim.tile(0).configure(memxbar.PCM(), read_noise="per_read")
+        program, drift = ideal_tables(sim.info.config)
+        with pytest.raises(memxbar.DeviceError, match="CONFIG: status RANGE"):
+            sim._backend_for_use().configure(0, 0, ReadNoise.PER_READ, program, drift, None)
+        sim.tile(0).configure(memxbar.PCM(), seed=3)  # frozen by default on this build
+        sim.tile(0).program(np.eye(7, 10))
+        assert sim.tile(0).matvec(np.ones(10)).shape == (7,)

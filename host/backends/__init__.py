@@ -5,10 +5,36 @@ user-facing errors live in :mod:`memxbar.device`, once for all backends.
 """
 
 from abc import ABC, abstractmethod
+from urllib.parse import parse_qsl, urlsplit
 
 from ..errors import Unsupported
+from ..protocol import TileConfig
 
-__all__ = ["Backend"]
+__all__ = ["Backend", "url_config"]
+
+
+def url_config(url, **extras):
+    """A URL query of integer ``key=value`` pairs -> ``(TileConfig, {extra: value})``.
+
+    ``extras`` names the non-TileConfig keys the scheme takes, with their defaults.
+    """
+    query = urlsplit(url).query
+    try:
+        pairs = parse_qsl(query, strict_parsing=bool(query))
+    except ValueError:
+        raise ValueError(f"malformed query in {url!r}: expected key=value pairs") from None
+    known = {*TileConfig.__dataclass_fields__, *extras}
+    values = dict(extras)
+    fields = {}
+    for key, text in pairs:
+        if key not in known:
+            raise ValueError(f"unknown parameter {key!r} in {url!r}; known: {', '.join(sorted(known))}")
+        try:
+            value = int(text)
+        except ValueError:
+            raise ValueError(f"parameter {key}={text!r} in {url!r} is not an integer") from None
+        (values if key in extras else fields)[key] = value
+    return TileConfig(**fields), values
 
 
 class Backend(ABC):

@@ -1,10 +1,7 @@
 """``model://``: the golden model in process, the reference every other backend must match."""
 
-from urllib.parse import parse_qsl, urlsplit
-
 from ..model import COUNTERS, TileModel
-from ..protocol import TileConfig
-from . import Backend
+from . import Backend, url_config
 
 __all__ = ["ModelBackend"]
 
@@ -19,26 +16,10 @@ class ModelBackend(Backend):
     name = "model"
 
     def __init__(self, url):
-        query = urlsplit(url).query
-        try:
-            params = dict(parse_qsl(query, strict_parsing=bool(query)))
-        except ValueError:
-            raise ValueError(f"malformed query in {url!r}: expected key=value pairs") from None
-        known = {*TileConfig.__dataclass_fields__, "tiles"}
-        unknown = sorted(set(params) - known)
-        if unknown:
-            raise ValueError(f"unknown parameter {unknown[0]!r} in {url!r}; known: "
-                             f"{', '.join(sorted(known))}")
-        values = {}
-        for key, text in params.items():
-            try:
-                values[key] = int(text)
-            except ValueError:
-                raise ValueError(f"parameter {key}={text!r} in {url!r} is not an integer") from None
-        tiles = values.pop("tiles", 1)
+        self.config, extras = url_config(url, tiles=1)
+        tiles = extras["tiles"]
         if not 1 <= tiles <= 64:
             raise ValueError(f"tiles must be in [1, 64], not {tiles!r}")
-        self.config = TileConfig(**values)
         self.tiles = tiles
         self.build_id = self.config.build_id
         self._models = [TileModel(self.config) for _ in range(tiles)]

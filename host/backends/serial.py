@@ -11,7 +11,7 @@ import serial
 
 from ..errors import LinkError, UnsupportedURL, VersionMismatch
 from ..link import Link
-from ..protocol import PROTOCOL_VERSION, TileConfig, lane_memory, memory_cells
+from ..protocol import PROTOCOL_VERSION, lane_memory, memory_cells
 from ..protocol.frames import (
     MAGIC,
     Access,
@@ -21,11 +21,12 @@ from ..protocol.frames import (
     Hello,
     Region,
     Run,
+    config_of_hello,
     struct_bytes,
     struct_fields,
     table_payloads,
 )
-from ..protocol.physics import EngineOp, ReadNoise, ideal_tables, params_fields
+from ..protocol.physics import EngineOp, default_read_noise, ideal_tables, params_fields
 from . import Backend
 
 __all__ = ["SerialBackend"]
@@ -69,9 +70,7 @@ class SerialBackend(Backend):
                 f"the device speaks protocol {hello['protocol']}, this memxbar speaks "
                 f"{PROTOCOL_VERSION}: rebuild and reflash the device with this version "
                 f"(memxbar build / memxbar flash), or install the matching memxbar")
-        fields = {name: hello[name] for name in ("rows", "cols", "lanes", "g_bits", "dac_bits",
-                                                 "adc_bits", "acc_width", "adc_shift")}
-        self.config = TileConfig(**fields)
+        self.config = config_of_hello(hello)
         self.tiles = hello["tiles"]
         self.max_payload = hello["max_payload"]
         self.build_id = hello["build_id"]
@@ -88,8 +87,23 @@ class SerialBackend(Backend):
         # Programming draws noise keyed on the device's count of cell writes: one frame in
         # flight, so a retry is always of the last frame and the device replays, never
         # re-executes (its replay cache holds one reply).
+        if not self.config.physics:  # an ideal build: levels are written as they are
+            self.write_levels(tile, g_plus, g_minus)
+            return
         memory = lane_memory(self.config, g_plus, g_minus)
         self.link.transact_many(self._lane_writes(tile, Region.TARGETS, memory), window=1)
+
+    def write_levels(self, tile, g_plus, g_minus):
+        """Write levels ``(cols, rows)`` directly (WRITE LEVELS: no physics, idempotent)."""
+        memory = lane_memory(self.config, g_plus, g_minus)
+        self.link.transact_many(self._lane_writes(tile, Region.LEVELS, memory))
+
+    def checksums(self, tile):
+        """The device's CRC-32 of each lane's levels (CHECKSUM), the end-to-end check of a write."""
+        requests = [(Command.CHECKSUM, struct_bytes(Access, region=Region.LEVELS.value, tile=tile, lane=lane,
+                                                     word=0, count=self.config.words_per_lane))
+                    for lane in range(self.config.lanes)]
+        return [int.from_bytes(reply, "little") for reply in self.link.transact_many(requests)]
 
     def configure(self, tile, seed, read_noise, program, drift, stuck):
         self._device[tile] = (seed, read_noise, program)
@@ -119,7 +133,7 @@ class SerialBackend(Backend):
         The scalars come from the tile's last configure (a perfect device before any).
         """
         seed, read_noise, program = self._device.get(
-            tile, (0, ReadNoise.PER_READ, ideal_tables(self.config)[0]))
+            tile, (0, default_read_noise(self.config), ideal_tables(self.config)[0]))
         payloads = table_payloads(program if tables_of_program else None, drift, self.max_payload, tile)
         self.link.transact_many([(Command.WRITE, payload) for payload in payloads])  # idempotent
         params = params_fields(seed, read_noise, program, drift)

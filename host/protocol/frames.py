@@ -19,9 +19,28 @@ from cobs import cobs
 from .geometry import PROTOCOL_VERSION
 from .physics import Params, table_entries
 
-__all__ = ["HEADER_BYTES", "MAGIC", "REPLY", "Access", "Command", "Config", "Counters", "FrameError",
-           "Header", "Hello", "Region", "Run", "Status", "decode_frame", "encode_frame", "struct_bytes",
-           "struct_fields", "table_payloads"]
+__all__ = [
+    "HEADER_BYTES",
+    "MAGIC",
+    "REPLY",
+    "Access",
+    "Command",
+    "Config",
+    "Counters",
+    "FrameError",
+    "Header",
+    "Hello",
+    "Region",
+    "Run",
+    "Status",
+    "config_of_hello",
+    "decode_frame",
+    "encode_frame",
+    "hello_fields",
+    "struct_bytes",
+    "struct_fields",
+    "table_payloads",
+]
 
 #: Set in CMD of every reply.
 REPLY = 0x80
@@ -135,6 +154,33 @@ class Hello(data.Struct):
     adc_shift: 8
     acc_width: 8
     max_payload: 16
+    features: 8
+
+
+#: Bits of ``Hello.features``: build options a host must know to use the device.
+FEATURE_PER_READ_NOISE = 0x01
+FEATURE_PHYSICS = 0x02
+
+#: The TileConfig fields HELLO carries by name.
+_HELLO_CONFIG = ("rows", "cols", "lanes", "g_bits", "dac_bits", "adc_bits", "adc_shift", "acc_width")
+
+
+def hello_fields(config, max_payload):
+    """The HELLO reply of a device built with ``config`` (gateware and reference device alike)."""
+    return {"magic": MAGIC, "protocol": PROTOCOL_VERSION, "build_id": config.build_id, "tiles": 1,
+            "max_payload": max_payload,
+            "features": (FEATURE_PER_READ_NOISE if config.per_read_noise else 0)
+                        | (FEATURE_PHYSICS if config.physics else 0),
+            **{name: getattr(config, name) for name in _HELLO_CONFIG}}
+
+
+def config_of_hello(hello):
+    """The TileConfig a HELLO reply (its fields, as :func:`struct_fields` gives) describes."""
+    from .geometry import TileConfig
+
+    return TileConfig(per_read_noise=bool(hello["features"] & FEATURE_PER_READ_NOISE),
+                      physics=bool(hello["features"] & FEATURE_PHYSICS),
+                      **{name: hello[name] for name in _HELLO_CONFIG})
 
 
 class Counters(data.Struct):

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 __all__ = ["PROTOCOL_VERSION", "TileConfig", "cell_address", "cell_at", "lane_memory", "memory_cells"]
 
 #: Bumped whenever the meaning of a configuration, layout or command changes.
-PROTOCOL_VERSION = 2  # 2: device physics (TARGETS, TABLE, CONFIG, event counters)
+PROTOCOL_VERSION = 3  # 2: device physics (TARGETS, TABLE, CONFIG, event counters); 3: HELLO features
 
 
 def _check_int(name, value, lo, hi=None):
@@ -60,6 +60,17 @@ class TileConfig:
         Right shift before the ADC; ``None`` picks ``g_bits + dac_bits - adc_bits +
         ceil(ceil_log2(rows) / 2)``: a column of random-sign products grows like
         ``sqrt(rows)``, so this keeps typical outputs inside the ADC range.
+    physics : bool
+        Build the device engine (programming noise, drift, read noise, stuck cells, finite
+        levels, write-verify) and the output-noise stage. Without it the tile is ideal: levels
+        are written directly and MVMs are exact, in a fraction of the logic.
+    per_read_noise : bool or None
+        Build the per-read noise path: every lane stores a read-noise variance code beside
+        its conductance pair and accumulates ``x**2 * v`` during an MVM. Without it the tile
+        is smaller (the iCE40UP5K has no block RAM for the codes); read noise then exists
+        only ``frozen`` (sampled at each drift, as aihwkit does) and the device refuses the
+        ``per_read`` mode. Output noise works either way. ``None`` (the default) follows
+        ``physics``.
 
     Raises
     ------
@@ -75,6 +86,8 @@ class TileConfig:
     adc_bits: int = 9
     acc_width: int | None = field(default=None)
     adc_shift: int | None = field(default=None)
+    physics: bool = True
+    per_read_noise: bool | None = None
 
     def __post_init__(self):
         _check_int("rows", self.rows, 1, 4096)
@@ -90,6 +103,15 @@ class TileConfig:
             default = self.g_bits + self.dac_bits - self.adc_bits + (_ceil_log2(self.rows) + 1) // 2
             object.__setattr__(self, "adc_shift", max(0, default))
         _check_int("adc_shift", self.adc_shift, 0, self.acc_width - 1)
+        for name in ("physics", "per_read_noise"):
+            value = getattr(self, name)
+            if value is None and name == "per_read_noise":
+                value = self.physics
+            if value not in (True, False):  # 0 and 1 from a URL query are fine
+                raise TypeError(f"{name} must be a bool, not {value!r}")
+            object.__setattr__(self, name, bool(value))
+        if self.per_read_noise and not self.physics:
+            raise ValueError("per_read_noise needs physics: a tile without a device engine has no read noise")
 
     @property
     def min_acc_width(self):
@@ -157,7 +179,8 @@ class TileConfig:
         return {
             "rows": self.rows, "cols": self.cols, "lanes": self.lanes, "g_bits": self.g_bits,
             "dac_bits": self.dac_bits, "adc_bits": self.adc_bits, "acc_width": self.acc_width,
-            "adc_shift": self.adc_shift,
+            "adc_shift": self.adc_shift, "physics": self.physics,
+            "per_read_noise": self.per_read_noise,
         }
 
 

@@ -89,6 +89,7 @@ __all__ = [
     "ProgramTables",
     "ReadNoise",
     "Table",
+    "default_read_noise",
     "ideal_tables",
     "mvm_noise",
     "params_fields",
@@ -160,6 +161,11 @@ class Params(data.Struct):
     var_shift: 4
     read_noise: ReadNoise
     mvm_noise: 1  # MVMs draw noise: mvm_noise(...) of the loaded tables
+
+
+def default_read_noise(config):
+    """Per-read noise where the build has its lanes (``TileConfig.per_read_noise``), else frozen."""
+    return ReadNoise.PER_READ if config.per_read_noise else ReadNoise.FROZEN
 
 
 def mvm_noise(read_noise, drift):
