@@ -1,1 +1,5 @@
-"""Per-board top-levels and bitstream builds (board registry lands with the open-board issue)."""
+"""Open-board bitstreams: the board registry, board tops, builds (``memxbar build``) and flashing."""
+
+from .boards import BOARDS, Board, board
+
+__all__ = ["BOARDS", "Board", "board"]
