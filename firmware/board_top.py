@@ -2,6 +2,7 @@
 pins, and the same :class:`memxbar.hdl.Top` that ``sim://`` simulates pin for pin."""
 
 from amaranth import ClockDomain, ClockSignal, Elaboratable, Instance, Module, Signal
+from amaranth.lib import io
 from amaranth.lib.cdc import ResetSynchronizer
 
 from ..hdl.top import Top
@@ -48,8 +49,10 @@ class BoardTop(Elaboratable):
             self._pll_domain(m, platform)
         # else the platform makes `sync` from its default clock, with its power-on reset
         m.submodules.device = device = self.device
-        uart = platform.request("uart", 0)
-        m.d.comb += [device.rx.eq(uart.rx.i), uart.tx.o.eq(device.tx)]
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.rx_pin = rx_pin = io.Buffer("i", uart.rx)
+        m.submodules.tx_pin = tx_pin = io.Buffer("o", uart.tx)
+        m.d.comb += [device.rx.eq(rx_pin.i), tx_pin.o.eq(device.tx)]
         return m
 
     def _pll_domain(self, m, platform):
@@ -57,7 +60,8 @@ class BoardTop(Elaboratable):
         if board.family != "ecp5":
             raise ValueError(f"{board.name}: no PLL support for the {board.family} family")
         clki, clkfb, clkop = ecp5_pll_dividers(board.source_hz, board.clock_hz)
-        source = platform.request(platform.default_clk, dir="i").i
+        m.submodules.clock_pin = clock_pin = io.Buffer("i", platform.request(platform.default_clk, dir="-"))
+        source = clock_pin.i
         m.domains.sync = ClockDomain("sync")
         locked, clock = Signal(), Signal()
         m.submodules.pll = Instance(

@@ -6,7 +6,7 @@ import pytest
 from amaranth.lib.crc.catalog import CRC32_ISO_HDLC
 from amaranth.sim import Simulator
 from cobs import cobs
-from hypothesis import example, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from memxbar.protocol.frames import (
@@ -77,7 +77,7 @@ def test_header_layout_is_six_little_endian_bytes():
     assert fields == {"version": 1, "command": 0x04, "seq": 0x5A, "status": 0x04, "length": 0x1234}
 
 
-@settings(max_examples=10_000, deadline=None)
+@settings(max_examples=10_000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=600), st.integers(0, 255), st.sampled_from(list(Command)))
 @example(b"", 0, Command.HELLO)
 @example(b"\x00" * 0xFFFF, 255, Command.WRITE)
@@ -90,7 +90,7 @@ def test_frames_round_trip_and_contain_one_delimiter(payload, seq, command):
     assert (fields["command"], fields["seq"], fields["length"]) == (command.value, seq, len(payload))
 
 
-@settings(max_examples=10_000, deadline=None)
+@settings(max_examples=10_000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=64), st.data())
 def test_any_single_byte_corruption_is_refused(payload, draw):
     frame = bytearray(encode_frame(Command.WRITE, 7, payload)[:-1])
