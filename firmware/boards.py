@@ -43,6 +43,8 @@ class Board:
         The board's USB-UART bridge.
     loader : tuple
         ``(openFPGALoader board name or None, iceprog usable)``, see :mod:`.flash`.
+    nextpnr : tuple
+        Extra nextpnr options for this board.
     """
 
     name: str
@@ -58,6 +60,7 @@ class Board:
     memory: str
     bridge: str
     loader: tuple
+    nextpnr: tuple = ()
 
     def __post_init__(self):
         if self.clock_hz % self.baud:
@@ -116,7 +119,9 @@ BOARDS = {board.name: board for board in [
     # The 85F's 256x256 cell state fills its block RAM, so its tile has no per-read lanes.
     *(Board(f"ulx3s-{size}f", f"Radiona ULX3S {size}F", f"amaranth_boards.ulx3s:ULX3S_{size}F_Platform",
             "ecp5", f"LFE5U-{size}F-6BG381C", 25_000_000, 30_000_000, 3_000_000, tile, 512,
-            "all in EBR (DP16KD)", "FT231X", ("ulx3s", False))
+            "all in EBR (DP16KD)", "FT231X", ("ulx3s", False),
+            # the 85F's full block RAM congests routing: router2 converges where router1 crawls
+            ("--router", "router2") if size == "85" else ())
       for size, tile in [
           ("12", TileConfig(rows=64, cols=64, lanes=8)),
           ("25", TileConfig(rows=64, cols=128, lanes=16)),

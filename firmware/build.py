@@ -59,7 +59,7 @@ def _platform(board):
     return cls(toolchain="Apicula") if board.family == "gowin" else cls()
 
 
-def _commands(script, family, clock_mhz):
+def _commands(script, board):
     """The tool invocations of Amaranth's build script, with our logging and report options."""
     commands = []
     for line in script.splitlines():
@@ -69,7 +69,7 @@ def _commands(script, family, clock_mhz):
         tool = _SCRIPT_TOOLS[words[0].strip("${}")]
         args = words[1:]
         if tool.startswith("nextpnr"):
-            args = _nextpnr_args(args, family, clock_mhz)
+            args = [*_nextpnr_args(args, board.family, board.clock_hz / 1e6), *board.nextpnr]
         commands.append((tool, args))
     return commands
 
@@ -147,7 +147,7 @@ def build(board, build_dir=None, say=None, force=False):
     plan = platform.build(BoardTop(board), name="memxbar", do_build=False, **overrides)
     files = {name: (content if isinstance(content, str) else content.decode())
              for name, content in plan.files.items()}
-    commands = _commands(files["build_memxbar.sh"], board.family, board.clock_hz / 1e6)
+    commands = _commands(files["build_memxbar.sh"], board)
     key = hashlib.sha256(json.dumps([files, commands, {n: t.version for n, t in tools.items()}],
                                     sort_keys=True).encode()).hexdigest()[:16]
     report_path = cwd / "report.json"
