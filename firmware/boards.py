@@ -114,19 +114,19 @@ BOARDS = {board.name: board for board in [
     Board("icesugar", "MuseLab iCESugar v1.5", "amaranth_boards.icesugar:ICESugarPlatform",
           "ice40", "iCE40UP5K-SG48", 12_000_000, 12_000_000, 1_000_000, _UP5K_TILE, 512,
           _ICE40_MEMORY, "iCELink (CDC, measure before relying on > 230400 baud)", ("icesugar", False)),
-    # ECP5: physics everywhere; 30 MHz (a PLL from 25 MHz, 3 Mbaud = 30 MHz / 10) because the
-    # device engine's single-cycle datapaths reach 43 MHz on the 12F and 37 MHz on the 85F.
-    # The 85F's 256x256 cell state fills its block RAM, so its tile has no per-read lanes.
+    # ECP5: 30 MHz (a PLL from 25 MHz, 3 Mbaud = 30 MHz / 10) because the device engine's
+    # single-cycle datapaths reach 43 MHz on the 12F. On the 85F a 256x256 physics tile's cell
+    # state fills 201 of 208 block RAMs and does not route (README), so its tile is ideal.
     *(Board(f"ulx3s-{size}f", f"Radiona ULX3S {size}F", f"amaranth_boards.ulx3s:ULX3S_{size}F_Platform",
             "ecp5", f"LFE5U-{size}F-6BG381C", 25_000_000, 30_000_000, 3_000_000, tile, 512,
             "all in EBR (DP16KD)", "FT231X", ("ulx3s", False),
-            # the 85F's full block RAM congests routing: router2 converges where router1 crawls
+            # a full 85F congests routing; router2 copes better than router1
             ("--router", "router2") if size == "85" else ())
       for size, tile in [
           ("12", TileConfig(rows=64, cols=64, lanes=8)),
           ("25", TileConfig(rows=64, cols=128, lanes=16)),
           ("45", TileConfig(rows=128, cols=128, lanes=16)),
-          ("85", TileConfig(rows=256, cols=256, lanes=64, per_read_noise=False)),
+          ("85", TileConfig(rows=256, cols=256, lanes=64, physics=False)),
       ]),
     Board("tangnano9k", "Sipeed Tang Nano 9K", "amaranth_boards.tang_nano_9k:TangNano9kPlatform",
           "gowin", "GW1NR-LV9QN88PC6/I5", 27_000_000, 27_000_000, 3_000_000,
