@@ -43,8 +43,6 @@ class Board:
         The board's USB-UART bridge.
     loader : tuple
         ``(openFPGALoader board name or None, iceprog usable)``, see :mod:`.flash`.
-    nextpnr : tuple
-        Extra nextpnr options for this board.
     """
 
     name: str
@@ -60,7 +58,6 @@ class Board:
     memory: str
     bridge: str
     loader: tuple
-    nextpnr: tuple = ()
 
     def __post_init__(self):
         if self.clock_hz % self.baud:
@@ -119,9 +116,7 @@ BOARDS = {board.name: board for board in [
     # state fills 201 of 208 block RAMs and does not route (README), so its tile is ideal.
     *(Board(f"ulx3s-{size}f", f"Radiona ULX3S {size}F", f"amaranth_boards.ulx3s:ULX3S_{size}F_Platform",
             "ecp5", f"LFE5U-{size}F-6BG381C", 25_000_000, 30_000_000, 3_000_000, tile, 512,
-            "all in EBR (DP16KD)", "FT231X", ("ulx3s", False),
-            # a full 85F congests routing; router2 copes better than router1
-            ("--router", "router2") if size == "85" else ())
+            "all in EBR (DP16KD)", "FT231X", ("ulx3s", False))
       for size, tile in [
           ("12", TileConfig(rows=64, cols=64, lanes=8)),
           ("25", TileConfig(rows=64, cols=128, lanes=16)),

@@ -69,7 +69,7 @@ def _commands(script, board):
         tool = _SCRIPT_TOOLS[words[0].strip("${}")]
         args = words[1:]
         if tool.startswith("nextpnr"):
-            args = [*_nextpnr_args(args, board.family, board.clock_hz / 1e6), *board.nextpnr]
+            args = _nextpnr_args(args, board.family, board.clock_hz / 1e6)
         commands.append((tool, args))
     return commands
 
