@@ -8,6 +8,7 @@ the README (board table); ``--rows/--cols/--lanes`` override them.
 import dataclasses
 from dataclasses import dataclass
 
+from ..backends import url_query
 from ..protocol import TileConfig
 
 __all__ = ["BOARDS", "Board", "board"]
@@ -85,9 +86,7 @@ class Board:
     @property
     def sim_url(self):
         """``sim://`` of this board's exact top: same tile, UART divisor and frame buffers."""
-        fields = {name: int(value) for name, value in self.config.as_dict().items()}
-        query = "&".join(f"{name}={value}" for name, value in fields.items())
-        return f"sim://?{query}&divisor={self.divisor}&max_payload={self.max_payload}"
+        return f"sim://?{url_query(self.config)}&divisor={self.divisor}&max_payload={self.max_payload}"
 
     def with_clock(self, clock_hz):
         """This board at another design clock (a PLL makes it; the baud rate stays)."""

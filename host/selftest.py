@@ -16,6 +16,7 @@ import zlib
 
 import numpy as np
 
+from .backends import url_query
 from .device import open as open_device
 from .devices import PCM
 from .protocol import lane_memory
@@ -25,11 +26,6 @@ __all__ = ["selftest"]
 
 #: Event counters both a device and the model keep (``clock`` and frame counts are the link's).
 _COMPARED = ("cycles", "mvms", "macs", "adc_conversions", "cell_writes", "write_pulses", "verify_reads")
-
-
-def _model_url(config):
-    fields = {name: int(value) for name, value in config.as_dict().items()}
-    return "model://?" + "&".join(f"{name}={value}" for name, value in fields.items())
 
 
 def selftest(url, matrices=8, seed=1, say=print, **options):
@@ -72,7 +68,7 @@ def selftest(url, matrices=8, seed=1, say=print, **options):
         mvm_seconds = time.perf_counter() - start
 
         backend.link.transact(Command.RESET)  # counters from 0, as the fresh model's
-        with open_device(_model_url(cfg)) as model:
+        with open_device(f"model://?{url_query(cfg)}") as model:
             failures += _compare(dev, model, cfg, rng)
 
     figures = {

@@ -10,7 +10,12 @@ from urllib.parse import parse_qsl, urlsplit
 from ..errors import Unsupported
 from ..protocol import TileConfig
 
-__all__ = ["Backend", "url_config"]
+__all__ = ["Backend", "url_config", "url_query"]
+
+
+def url_query(config):
+    """The inverse of :func:`url_config`: a TileConfig as ``key=value&...`` (booleans as 0/1)."""
+    return "&".join(f"{name}={int(value)}" for name, value in config.as_dict().items())
 
 
 def url_config(url, **extras):
