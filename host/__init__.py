@@ -18,6 +18,7 @@ from .errors import (
     UnsupportedURL,
     VersionMismatch,
 )
+from .mapping import AnalogLinear, Mapping
 from .protocol import TileConfig
 
 try:
@@ -25,6 +26,6 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0+unknown"
 
-__all__ = ["PCM", "RRAM", "Device", "DeviceClosed", "DeviceError", "DeviceInfo", "DeviceModel", "Ideal",
-           "LinkError", "MemxbarError", "Tile", "TileConfig", "Unsupported", "UnsupportedURL",
-           "VersionMismatch", "__version__", "open"]
+__all__ = ["PCM", "RRAM", "AnalogLinear", "Device", "DeviceClosed", "DeviceError", "DeviceInfo",
+           "DeviceModel", "Ideal", "LinkError", "Mapping", "MemxbarError", "Tile", "TileConfig",
+           "Unsupported", "UnsupportedURL", "VersionMismatch", "__version__", "open"]

@@ -47,6 +47,26 @@ def _selftest(args):
     return 0
 
 
+def _demo(args):
+    from .demo import demo, plot, table, to_json
+
+    backends = {"model": "model://", "sim": "sim://"}
+    url = backends.get(args.backend, args.backend)
+    say = (lambda line: print(line, file=sys.stderr)) if args.json else print
+    results = demo(url, seeds=args.seeds, samples=args.samples, clock_hz=args.clock_mhz * 1e6,
+                   progress=not args.quiet, say=say)
+    if args.plot != "-":
+        plot(results, args.plot)
+        results["plot"] = args.plot
+    if args.json:
+        print(to_json(results))
+    else:
+        print(table(results))
+        if args.plot != "-":
+            print(f"plot: {args.plot}")
+    return 0
+
+
 def _parser():
     parser = argparse.ArgumentParser(
         prog="memxbar", description="memxbar: an open FPGA emulator of memristor crossbar tiles")
@@ -63,6 +83,17 @@ def _parser():
     test.add_argument("--matrices", type=int, default=8, help="random matrices in the link soak")
     test.add_argument("--json", action="store_true", help="machine-readable figures")
     test.set_defaults(run=_selftest)
+    show = commands.add_parser("demo", help="what PCM noise and drift do to a digits classifier")
+    show.add_argument("--backend", default="sim",
+                      help="model (golden model), sim (RTL under Verilator, the default) or a serial port")
+    show.add_argument("--seeds", type=int, default=3, help="device seeds to average over (default 3)")
+    show.add_argument("--samples", type=int, help="test images to use (default: all 360)")
+    show.add_argument("--clock-mhz", type=float, default=30.0,
+                      help="board clock for the latency estimate (default 30, the ULX3S build)")
+    show.add_argument("--plot", default="memxbar-demo.png", help="PNG of accuracy vs time ('-': none)")
+    show.add_argument("--json", action="store_true", help="print the results as JSON")
+    show.add_argument("--quiet", action="store_true", help="no progress bar")
+    show.set_defaults(run=_demo)
     for entry in entry_points(group="memxbar.commands"):  # e.g. `memxbar sim`, from memxbar.sim
         entry.load()(commands)
     return parser
@@ -76,7 +107,7 @@ def main(argv=None):
         return EXIT_USAGE
     try:
         code = args.run(args)
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, ImportError) as error:
         print(f"memxbar: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except MemxbarError as error:

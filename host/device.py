@@ -123,10 +123,16 @@ class Tile:
         g_minus = np.zeros_like(g_plus)
         g_plus[:w.shape[0], :w.shape[1]] = np.clip(np.round(scale * w), 0, top)
         g_minus[:w.shape[0], :w.shape[1]] = np.clip(np.round(-scale * w), 0, top)
+        self._write_levels(g_plus, g_minus)
+        self._weights = (w.shape, scale)
+
+    def _write_levels(self, g_plus, g_minus):
+        # programming happens at t = 0: the drift tables go back there first, so freshly
+        # programmed cells are read undrifted whatever drift() was called before
         if self._configured:
-            self._backend().drift(self.index, self.model.compile_drift(cfg, 0.0))
+            self._backend().drift(self.index, self.model.compile_drift(self.config, 0.0))
         self._backend().program_levels(self.index, g_plus, g_minus)
-        self._weights, self.time = (w.shape, scale), 0.0
+        self._weights, self.time = None, 0.0
 
     def drift(self, t):
         """Move the programmed cells to ``t`` seconds after programming (each cell its own nu).
@@ -187,13 +193,12 @@ class Tile:
     # -- the code API ---------------------------------------------------------------------------
 
     def program_levels(self, g_plus, g_minus):
-        """Program target levels, ints in ``[0, 2**g_bits - 1]`` shaped ``(cols, rows)``."""
+        """Program target levels, ints in ``[0, 2**g_bits - 1]`` shaped ``(cols, rows)``; ``t = 0``."""
         cfg = self.config
         shape = (cfg.cols, cfg.rows)
         g_plus = integer_array("g_plus", g_plus, 0, cfg.g_max, shape=shape)
         g_minus = integer_array("g_minus", g_minus, 0, cfg.g_max, shape=shape)
-        self._backend().program_levels(self.index, g_plus, g_minus)
-        self._weights = None
+        self._write_levels(g_plus, g_minus)
 
     def run_codes(self, x_codes):
         """MVMs of DAC codes ``(..., rows)`` in ``[-x_max, x_max]`` -> ADC codes ``(..., cols)``."""

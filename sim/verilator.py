@@ -20,6 +20,8 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
+from memxbar.cache import cache_root
+
 __all__ = ["ToolMissing", "VerilatorBuild", "build", "build_standalone", "cache_root", "prepare_environment"]
 
 # Amaranth's Verilog is width-correct by construction but relies on implicit extension and
@@ -31,11 +33,6 @@ LINT_WAIVERS = ["-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-UNOPTFLAT", "-Wno-U
 
 class ToolMissing(RuntimeError):
     """A program the simulation needs is not installed; the message says how to get it."""
-
-
-def cache_root():
-    """``$MEMXBAR_CACHE`` or ``~/.cache/memxbar``: where Verilator builds are kept."""
-    return Path(os.environ.get("MEMXBAR_CACHE", Path.home() / ".cache" / "memxbar"))
 
 
 def prepare_environment():
