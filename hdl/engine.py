@@ -39,8 +39,8 @@ HELLO_BYTES = Hello.as_shape().size // 8
 COUNTER_BYTES = Counters.as_shape().size // 8
 CONFIG_BYTES = Config.as_shape().size // 8
 # Bytes of the frame loaded into registers before dispatch: the header and the longest
-# fixed payload (CONFIG).
-HEAD_BYTES = HEADER_BYTES + max(ACCESS_BYTES, CONFIG_BYTES)
+# fixed payload.
+HEAD_BYTES = HEADER_BYTES + max(ACCESS_BYTES, CONFIG_BYTES, RUN_BYTES)
 ACCESS_START = HEADER_BYTES + ACCESS_BYTES  # first data byte of WRITE
 RUN_START = HEADER_BYTES + RUN_BYTES  # first input code of a RUN frame
 
@@ -155,9 +155,18 @@ class CommandEngine(wiring.Component):
         byte_of_entry = Signal(2)
         half = Signal()  # which byte of a 2-byte item is being handled
         saved = Signal(8)
-        produced = Signal(range(self.max_payload // 2 + 2))  # RUN: codes written
         feed = Signal(range(self.rx_depth + 2))  # RUN: address of the input code offered
         primed = Signal()  # RUN: read_data holds the code at `feed`
+        # RUN: batch * window rows and batch * 2 * window cols, summed one vector per cycle
+        # (no multiplier: the DSPs are the MAC lanes); a sum past its bound stops the count
+        in_sum = Signal(range(self.rx_depth + cfg.rows + 1))
+        out_sum = Signal(range(self.max_payload + 2 * cfg.cols + 1))
+        vectors = Signal(16)
+        x_row = Signal(range(cfg.rows))  # RUN: array row of the input offered
+        x_vector = Signal(16)  # RUN: vectors fed
+        y_col = Signal(range(cfg.cols))  # RUN: array column of the output offered
+        y_vector = Signal(16)
+        y_done = Signal()  # RUN: the last output of the batch has been taken
 
         def write_reply_byte(offset, value):
             m.d.comb += [self.write_addr.eq(HEADER_BYTES + offset), self.write_data.eq(value),
@@ -233,19 +242,20 @@ class CommandEngine(wiring.Component):
                             m.d.sync += [index.eq(0), half.eq(0)]
                             m.next = "READ"
                     with m.Case(Command.RUN):
-                        in_bytes = times(run.batch, cfg.rows)
-                        out_bytes = times(run.batch, 2 * cfg.cols)
+                        # overflow-safe: rows <= R and row0 <= R - rows, never row0 + rows
+                        window_ok = ((run.rows != 0) & (run.rows <= cfg.rows)
+                                     & (run.row0 <= cfg.rows - run.rows)
+                                     & (run.cols != 0) & (run.cols <= cfg.cols)
+                                     & (run.col0 <= cfg.cols - run.cols))
                         with m.If(header.length < RUN_BYTES):
                             reply(Status.LEN)
-                        with m.Elif(run.tile != 0):
+                        with m.Elif((run.tile != 0) | ~window_ok):
                             reply(Status.RANGE)
-                        with m.Elif((run.batch == 0) | (header.length != RUN_BYTES + in_bytes)
-                                    | (out_bytes > self.max_payload)):
+                        with m.Elif(run.batch == 0):
                             reply(Status.LEN)
                         with m.Else():
-                            m.d.sync += [index.eq(0), half.eq(0), produced.eq(0),
-                                         feed.eq(RUN_START), primed.eq(0)]
-                            m.next = "RUN"
+                            m.d.sync += [in_sum.eq(0), out_sum.eq(0), vectors.eq(0)]
+                            m.next = "RUN_CHECK"
                     with m.Case(Command.CONFIG):
                         with m.If(~physics):
                             reply(Status.UNKNOWN_CMD)
@@ -428,34 +438,62 @@ class CommandEngine(wiring.Component):
                 with m.If(index == 3):
                     reply(Status.OK, 4)
 
+            with m.State("RUN_CHECK"):
+                with m.If((in_sum > header.length - RUN_BYTES) | (out_sum > self.max_payload)):
+                    reply(Status.LEN)
+                with m.Elif(vectors == run.batch):
+                    with m.If(in_sum != header.length - RUN_BYTES):
+                        reply(Status.LEN)
+                    with m.Else():
+                        m.d.sync += [index.eq(0), half.eq(0), feed.eq(RUN_START), primed.eq(0),
+                                     x_row.eq(0), x_vector.eq(0), y_col.eq(0), y_vector.eq(0), y_done.eq(0)]
+                        m.next = "RUN"
+                with m.Else():
+                    m.d.sync += [in_sum.eq(in_sum + run.rows), vectors.eq(vectors + 1),
+                                 out_sum.eq(out_sum + Cat(Const(0, 1), run.cols))]
+
             with m.State("RUN"):
-                # Feed inputs: read_addr runs one ahead so read_data holds the code offered.
+                # Feed inputs: every array row, the frame's code inside the window and 0 outside;
+                # read_addr runs one ahead so read_data holds the code at `feed`.
                 batch = run.batch
                 fire = self.x.valid & self.x.ready
+                x_inside = (x_row >= run.row0) & (x_row - run.row0 < run.rows)
                 m.d.comb += [
-                    self.x.valid.eq(primed & (feed < RUN_START + times(batch, cfg.rows))),
-                    self.x.payload.eq(self.read_data),
-                    self.read_addr.eq(Mux(fire, feed + 1, feed)),
+                    self.x.valid.eq(primed & (x_vector != batch)),
+                    self.x.payload.eq(Mux(x_inside, self.read_data, 0)),
+                    self.read_addr.eq(Mux(fire & x_inside, feed + 1, feed)),
                 ]
                 m.d.sync += primed.eq(1)
                 with m.If(fire):
-                    m.d.sync += feed.eq(feed + 1)
-                # Collect outputs as little-endian int16, one byte per cycle.
+                    m.d.sync += x_row.eq(Mux(x_row == cfg.rows - 1, 0, x_row + 1))
+                    with m.If(x_inside):
+                        m.d.sync += feed.eq(feed + 1)
+                    with m.If(x_row == cfg.rows - 1):
+                        m.d.sync += x_vector.eq(x_vector + 1)
+                # Collect the window's outputs as little-endian int16, one byte per cycle.
                 code = Signal(16)
-                m.d.comb += [code.eq(self.y.payload.as_signed()), self.y.ready.eq(~half)]
+                y_inside = (y_col >= run.col0) & (y_col - run.col0 < run.cols)
+                m.d.comb += [code.eq(self.y.payload.as_signed()), self.y.ready.eq(~half & ~y_done)]
                 with m.If(self.y.valid & self.y.ready):
-                    write_reply_byte(index, code[:8])
-                    m.d.sync += [saved.eq(code[8:]), half.eq(1), index.eq(index + 1)]
+                    m.d.sync += y_col.eq(Mux(y_col == cfg.cols - 1, 0, y_col + 1))
+                    with m.If(y_inside):
+                        write_reply_byte(index, code[:8])
+                        m.d.sync += [saved.eq(code[8:]), half.eq(1), index.eq(index + 1)]
+                    with m.If(y_col == cfg.cols - 1):
+                        m.d.sync += y_vector.eq(y_vector + 1)
+                        with m.If(y_vector + 1 == batch):
+                            m.d.sync += y_done.eq(1)
                 with m.If(half):
                     write_reply_byte(index, saved)
-                    m.d.sync += [half.eq(0), index.eq(index + 1), produced.eq(produced + 1)]
-                    with m.If(produced + 1 == times(batch, cfg.cols)):
-                        m.d.sync += [
-                            counters.mvms.eq(counters.mvms + batch),
-                            counters.macs.eq(counters.macs + times(batch, cfg.rows * cfg.cols)),
-                            counters.adc_conversions.eq(counters.adc_conversions + times(batch, cfg.cols)),
-                        ]
-                        reply(Status.OK, times(batch, 2 * cfg.cols))
+                    m.d.sync += [half.eq(0), index.eq(index + 1)]
+                with m.If(y_done & ~half):
+                    # the array reads every cell whatever the window: count full MVMs
+                    m.d.sync += [
+                        counters.mvms.eq(counters.mvms + batch),
+                        counters.macs.eq(counters.macs + times(batch, cfg.rows * cfg.cols)),
+                        counters.adc_conversions.eq(counters.adc_conversions + times(batch, cfg.cols)),
+                    ]
+                    reply(Status.OK, index)
 
             with m.State("HEADER"):  # the reply header, then send and remember it for replays
                 reply_header = Cat(Const(PROTOCOL_VERSION, 8), (header.command | REPLY)[:8], header.seq,

@@ -8,7 +8,7 @@ import numpy as np
 
 from .devices import DeviceModel, Ideal
 from .errors import DeviceClosed, Unsupported
-from .protocol import TileConfig, lane_memory
+from .protocol import TileConfig, Window, lane_memory
 from .protocol.physics import ReadNoise
 from .validate import float_array, integer_array
 
@@ -175,9 +175,8 @@ class Tile:
         batch = x.reshape(-1, ins)
         peak = np.abs(batch).max(axis=1, keepdims=True)
         safe = np.where(peak > 0, peak, 1.0)
-        codes = np.zeros((len(batch), cfg.rows), dtype=np.int64)
-        codes[:, :ins] = np.round(batch / safe * cfg.x_max)
-        y = self._backend().run_codes(self.index, codes)[:, :outs].astype(np.float64)
+        codes = np.round(batch / safe * cfg.x_max).astype(np.int64)
+        y = self._backend().run_codes(self.index, codes, Window(0, ins, 0, outs)).astype(np.float64)
         y *= 2.0**cfg.adc_shift * safe / (cfg.x_max * scale)
         return y.reshape(*x.shape[:-1], outs)
 
@@ -200,13 +199,21 @@ class Tile:
         g_minus = integer_array("g_minus", g_minus, 0, cfg.g_max, shape=shape)
         self._write_levels(g_plus, g_minus)
 
-    def run_codes(self, x_codes):
-        """MVMs of DAC codes ``(..., rows)`` in ``[-x_max, x_max]`` -> ADC codes ``(..., cols)``."""
+    def run_codes(self, x_codes, window=None):
+        """MVMs of DAC codes ``(..., rows)`` in ``[-x_max, x_max]`` -> ADC codes ``(..., cols)``.
+
+        With ``window=(row0, rows, col0, cols)`` (a :class:`memxbar.protocol.Window`) the MVMs
+        run on that rectangle of the array: ``x_codes`` has the window's ``rows`` inputs, the
+        result its ``cols`` outputs, and every input outside it is 0 (the same numbers as
+        padding by hand, with fewer bytes on the link).
+        """
         cfg = self.config
-        x = integer_array("x_codes", x_codes, -cfg.x_max, cfg.x_max, last_dim=cfg.rows)
-        batch = x.reshape(-1, cfg.rows)
-        codes = self._backend().run_codes(self.index, batch)
-        return codes.reshape(*x.shape[:-1], cfg.cols)
+        window = Window.full(cfg) if window is None else Window(*window)
+        window.check(cfg)
+        x = integer_array("x_codes", x_codes, -cfg.x_max, cfg.x_max, last_dim=window.rows)
+        batch = x.reshape(-1, window.rows)
+        codes = self._backend().run_codes(self.index, batch, window)
+        return codes.reshape(*x.shape[:-1], window.cols)
 
 
 class Device:

@@ -15,8 +15,8 @@ runs every block as an MVM on its tile and sums the partial results digitally, i
 - **outputs**: ADC codes times ``2**adc_shift * peak / (x_max * s)``, summed over the row
   blocks, then the drift compensation or calibration (:class:`AnalogLinear`), then the bias.
 
-Rows outside a block get the code 0 and outputs outside it are dropped, so the other blocks'
-cells, however noisy, add nothing: a window of the array is exactly a smaller tile.
+Each block runs as an MVM over its :class:`memxbar.protocol.Window` of the array: the inputs
+outside it are 0, so the other blocks' cells, however noisy, add nothing.
 """
 
 import warnings
@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .protocol import Window
 from .validate import float_array
 
 __all__ = ["COMPENSATIONS", "AnalogLinear", "Block", "Mapping"]
@@ -303,15 +304,15 @@ class AnalogLinear:
 
     def _run_block(self, block, scale, x, cfg):
         tile = self.mapping._tile_for(block.page)
+        window = Window(block.row0, block.ins, block.col0, block.outs)
         peak = np.abs(x).max(axis=1)
         peak = np.where(peak > 0, peak, 1.0)
         out = np.zeros((len(x), block.outs))
         todo = np.arange(len(x))
         for attempt in range(self.mapping.bound_retries + 1):
             rng = peak[todo] * 2.0**attempt  # input range: halved signal per retry
-            codes = np.zeros((len(todo), cfg.rows), dtype=np.int64)
-            codes[:, block.row0:block.row0 + block.ins] = np.round(x[todo] / rng[:, None] * cfg.x_max)
-            adc = tile.run_codes(codes)[:, block.col0:block.col0 + block.outs]
+            codes = np.round(x[todo] / rng[:, None] * cfg.x_max).astype(np.int64)
+            adc = tile.run_codes(codes, window)
             out[todo] = adc * (2.0**cfg.adc_shift / (cfg.x_max * scale)) * rng[:, None]
             clipped = (np.abs(adc) >= cfg.y_max).any(axis=1)
             todo = todo[clipped]

@@ -11,7 +11,7 @@ import zlib
 import numpy as np
 
 from .model import TileModel
-from .protocol import PROTOCOL_VERSION, TileConfig, memory_cells
+from .protocol import PROTOCOL_VERSION, TileConfig, Window, memory_cells
 from .protocol.frames import (
     Access,
     Command,
@@ -238,17 +238,22 @@ class ReferenceDevice:
         if len(payload) < RUN_BYTES:
             return Status.LEN, b""
         r = struct_fields(Run, payload)
+        window = Window(r["row0"], r["rows"], r["col0"], r["cols"])
         if r["tile"] != 0:
             return Status.RANGE, b""
+        try:
+            window.check(cfg)
+        except ValueError:
+            return Status.RANGE, b""
         batch = r["batch"]
-        if (batch == 0 or len(payload) != RUN_BYTES + batch * cfg.rows
-                or batch * 2 * cfg.cols > self.max_payload):
+        if (batch == 0 or len(payload) != RUN_BYTES + batch * window.rows
+                or batch * 2 * window.cols > self.max_payload):
             return Status.LEN, b""
         raw = np.frombuffer(payload[RUN_BYTES:], dtype=np.uint8).astype(np.int64)
         # the DAC takes the low dac_bits of each byte as two's complement
         half = 1 << (cfg.dac_bits - 1)
-        x = ((raw + half) % (2 * half) - half).reshape(batch, cfg.rows)
-        codes = self.model.run_codes(x)
+        x = ((raw + half) % (2 * half) - half).reshape(batch, window.rows)
+        codes = window.outputs(self.model.run_codes(window.pad(cfg, x)))
         self.counters["mvms"] += batch
         self.counters["macs"] += batch * cfg.rows * cfg.cols
         self.counters["adc_conversions"] += batch * cfg.cols

@@ -19,7 +19,7 @@ import numpy as np
 from .backends import url_query
 from .device import open as open_device
 from .devices import PCM
-from .protocol import lane_memory
+from .protocol import Window, lane_memory
 from .protocol.frames import Command
 
 __all__ = ["selftest"]
@@ -64,7 +64,7 @@ def selftest(url, matrices=8, seed=1, say=print, **options):
 
         x = rng.integers(-cfg.x_max, cfg.x_max + 1, (32, cfg.rows))
         start = time.perf_counter()
-        backend.run_codes(0, x)
+        backend.run_codes(0, x, Window.full(cfg))
         mvm_seconds = time.perf_counter() - start
 
         backend.link.transact(Command.RESET)  # counters from 0, as the fresh model's

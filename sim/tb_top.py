@@ -18,7 +18,7 @@ from cocotb.triggers import ClockCycles, Timer
 from cocotbext.uart import UartSink, UartSource
 
 import memxbar
-from memxbar.protocol import PROTOCOL_VERSION, TileConfig, lane_memory
+from memxbar.protocol import PROTOCOL_VERSION, TileConfig, Window, lane_memory
 from memxbar.protocol.frames import (
     Access,
     Command,
@@ -38,6 +38,7 @@ from memxbar.reference import ReferenceDevice
 
 CLOCK_NS = 10
 TIMEOUT_MS = 100  # simulated ms; a pass needs under 10
+RUN_BYTES = len(struct_bytes(Run))
 
 
 class TopTB:
@@ -132,9 +133,20 @@ class TopTB:
         return (self.rng.integers(0, self.cfg.g_max + 1, shape),
                 self.rng.integers(0, self.cfg.g_max + 1, shape))
 
-    def run_payload(self, batch):
-        x = self.rng.integers(-self.cfg.x_max, self.cfg.x_max + 1, (batch, self.cfg.rows))
-        return struct_bytes(Run, tile=0, batch=batch) + x.astype(np.int8).tobytes()
+    def run_head(self, batch, window=None, tile=0):
+        window = Window.full(self.cfg) if window is None else window
+        return struct_bytes(Run, tile=tile, batch=batch, **window._asdict())
+
+    def random_window(self):
+        cfg, rng = self.cfg, self.rng
+        row0, col0 = int(rng.integers(0, cfg.rows)), int(rng.integers(0, cfg.cols))
+        return Window(row0, int(rng.integers(1, cfg.rows - row0 + 1)),
+                      col0, int(rng.integers(1, cfg.cols - col0 + 1)))
+
+    def run_payload(self, batch, window=None):
+        window = Window.full(self.cfg) if window is None else window
+        x = self.rng.integers(-self.cfg.x_max, self.cfg.x_max + 1, (batch, window.rows))
+        return self.run_head(batch, window) + x.astype(np.int8).tobytes()
 
 
 @cocotb.test(timeout_time=TIMEOUT_MS, timeout_unit="ms")
@@ -152,6 +164,11 @@ async def commands_match_the_reference_device(dut):
         await tb.checksums()
         for batch in (1, max_batch, int(tb.rng.integers(1, max_batch + 1))):
             fields, _ = await tb.command(Command.RUN, tb.run_payload(batch))
+            assert fields["status"] == Status.OK.value
+        for _ in range(3):  # windows: inputs outside are 0, only the window's outputs return
+            window = tb.random_window()
+            batch = min(3, tb.max_payload // (2 * window.cols), (tb.max_payload - RUN_BYTES) // window.rows)
+            fields, _ = await tb.command(Command.RUN, tb.run_payload(batch, window))
             assert fields["status"] == Status.OK.value
     await tb.command(Command.COUNTERS)
     await tb.command(Command.RESET)
@@ -184,6 +201,8 @@ async def device_physics_commands_match_the_reference_device(dut):
         for batch in (1, min(3, tb.max_payload // (2 * cfg.cols))):
             fields, _ = await tb.command(Command.RUN, tb.run_payload(batch))
             assert fields["status"] == Status.OK.value
+        fields, _ = await tb.command(Command.RUN, tb.run_payload(2, tb.random_window()))
+        assert fields["status"] == Status.OK.value
         later = device.compile_drift(cfg, 86400.0)
         await tb.tables(None, later)
         await tb.command(Command.CONFIG, config_payload(
@@ -216,9 +235,18 @@ async def bad_requests_get_status_and_leave_memory_untouched(dut):
         (Command.RUN, b"\x00\x01", Status.LEN),
         (Command.READ, tb.access(0, 0, 1) + b"\x00", Status.LEN),
         (Command.READ, tb.access(0, 0xFFFF, 0xFFFF), Status.RANGE),
-        (Command.RUN, struct_bytes(Run, tile=0, batch=0), Status.LEN),
-        (Command.RUN, struct_bytes(Run, tile=0, batch=2) + bytes(cfg.rows), Status.LEN),
-        (Command.RUN, struct_bytes(Run, tile=1, batch=1) + bytes(cfg.rows), Status.RANGE),
+        (Command.RUN, tb.run_head(0), Status.LEN),
+        (Command.RUN, tb.run_head(2) + bytes(cfg.rows), Status.LEN),
+        (Command.RUN, tb.run_head(1, tile=1) + bytes(cfg.rows), Status.RANGE),
+        (Command.RUN, tb.run_head(1, Window(0, 0, 0, 1)), Status.RANGE),
+        (Command.RUN, tb.run_head(1, Window(0, 1, 0, 0)) + bytes(1), Status.RANGE),
+        (Command.RUN, tb.run_head(1, Window(1, cfg.rows, 0, 1)) + bytes(cfg.rows), Status.RANGE),
+        (Command.RUN, tb.run_head(1, Window(0, 1, cfg.cols - 1, 2)) + bytes(1), Status.RANGE),
+        (Command.RUN, tb.run_head(1, Window(0xFFFF, 2, 0, 1)) + bytes(2), Status.RANGE),  # row0 + rows wraps
+        (Command.RUN, tb.run_head(1, Window(0, 1, 1, 0xFFFF)) + bytes(1), Status.RANGE),
+        (Command.RUN, tb.run_head(3, Window(0, 2, 0, 1)) + bytes(5), Status.LEN),
+        (Command.RUN, tb.run_head(3, Window(0, 2, 0, 1)) + bytes(7), Status.LEN),
+        (Command.RUN, tb.run_head(0xFFFF, Window(0, 1, 0, 1)) + bytes(5), Status.LEN),
         (Command.READ, tb.access(0, 0, 1, region=Region.TARGETS.value), Status.RANGE),
         (Command.CHECKSUM, tb.access(0, 0, 1, region=Region.TABLE.value), Status.RANGE),
         (Command.WRITE, tb.access(len(Table), 0, 1, region=Region.TABLE.value) + bytes(3), Status.RANGE),
@@ -246,8 +274,11 @@ async def bad_requests_get_status_and_leave_memory_untouched(dut):
                     Status.RANGE))
     if tb.max_payload // (2 * cfg.cols) < 0xFFFF:
         batch = tb.max_payload // (2 * cfg.cols) + 1
-        if 3 + batch * cfg.rows <= tb.max_payload:
+        if RUN_BYTES + batch * cfg.rows <= tb.max_payload:
             bad.append((Command.RUN, tb.run_payload(batch), Status.LEN))
+    batch = tb.max_payload // 2 + 1  # one output a vector, but 2 bytes each: the reply is too long
+    if RUN_BYTES + batch <= tb.max_payload:
+        bad.append((Command.RUN, tb.run_payload(batch, Window(0, 1, 0, 1)), Status.LEN))
     for command, payload, status in bad:
         fields, _ = await tb.command(command, payload)
         assert fields["status"] == status.value, (command, payload[:8].hex(), fields)

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 import memxbar
 from memxbar.model import mvm_codes
+from memxbar.protocol import Window
 
 
 @pytest.fixture
@@ -40,6 +41,31 @@ def test_program_and_run_follow_linear_layer_shapes(dev):
     assert np.array_equal(y, mvm_codes(cfg, g_plus, g_minus, x))
     assert tile.run_codes(x[0, 0]).shape == (cfg.cols,)
     assert tile.run_codes(x[0, 0].tolist()).tolist() == y[0, 0].tolist()
+
+
+def test_a_window_is_the_padded_full_mvm(dev):
+    rng = np.random.default_rng(5)
+    tile = dev.tile(0)
+    cfg = tile.config
+    g_plus, g_minus = random_levels(cfg, rng)
+    tile.program_levels(g_plus, g_minus)
+    x = rng.integers(-cfg.x_max, cfg.x_max + 1, (7, 3))  # rows 2..4
+    padded = np.zeros((7, cfg.rows), dtype=int)
+    padded[:, 2:5] = x
+    assert np.array_equal(tile.run_codes(x, (2, 3, 1, 4)), mvm_codes(cfg, g_plus, g_minus, padded)[:, 1:5])
+    assert tile.run_codes(x[0], Window(2, 3, 1, 4)).shape == (4,)
+
+
+@pytest.mark.parametrize(("window", "message"), [
+    ((0, 0, 0, 1), r"window rows 0\.\.-1 are not inside the tile's rows 0\.\.5"),
+    ((4, 3, 0, 1), r"window rows 4\.\.6 are not inside"),
+    ((0, 1, 2, 4), r"window cols 2\.\.5 are not inside the tile's cols 0\.\.4"),
+    ((-1, 1, 0, 1), "window row0 must be a non-negative integer, not -1"),
+    ((0, 1.0, 0, 1), "window rows must be a non-negative integer, not 1.0"),
+])
+def test_bad_windows_are_named(dev, window, message):
+    with pytest.raises(ValueError, match=message):
+        dev.tile(0).run_codes(np.zeros(max(int(window[1]), 1), dtype=int), window)
 
 
 def test_tiles_hold_their_own_levels(dev):

@@ -15,6 +15,7 @@ import memxbar
 from memxbar.backends.serial import SerialBackend
 from memxbar.device import Device
 from memxbar.model import mvm_codes
+from memxbar.protocol import Window
 from memxbar.protocol.frames import Command, Status, decode_frame, encode_frame
 from memxbar.protocol.physics import ReadNoise, ideal_tables
 
@@ -45,6 +46,14 @@ def test_sim_and_model_agree_bit_for_bit(query):
             sim.tile(0).program_levels(*levels)
             model.tile(0).program_levels(*levels)
             assert np.array_equal(sim.tile(0).run_codes(x), model.tile(0).run_codes(x))
+            for _ in range(4):  # windows of the array: fewer bytes, the same numbers
+                row0, col0 = int(rng.integers(0, cfg.rows)), int(rng.integers(0, cfg.cols))
+                window = Window(row0, int(rng.integers(1, cfg.rows - row0 + 1)),
+                                col0, int(rng.integers(1, cfg.cols - col0 + 1)))
+                part = x[:, window.row0:window.row0 + window.rows]
+                got = sim.tile(0).run_codes(part, window)
+                assert np.array_equal(got, model.tile(0).run_codes(part, window))
+                assert got.shape == (batch, window.cols)
 
 
 @pytest.mark.parametrize(("read_noise", "stuck_map", "per_read_lanes"),

@@ -1,21 +1,24 @@
 """The PyTorch bridge: one call converts an MLP; its linear layers then run on tiles."""
 
+import importlib
 import os
 
 import numpy as np
 import pytest
 
 import memxbar
-
-if os.environ.get("MEMXBAR_REQUIRE_TORCH"):  # CI installs torch: there a missing torch fails
-    import torch
-else:
-    torch = pytest.importorskip("torch", reason="the optional extra memxbar[torch] is not installed")
-
-from torch import nn
-
-import memxbar.torch as mtorch
 from memxbar.mapping import Mapping
+
+
+def optional(module):
+    if os.environ.get("MEMXBAR_REQUIRE_TORCH"):  # CI installs torch: there a missing torch fails
+        return importlib.import_module(module)
+    return pytest.importorskip(module, reason="the optional extra memxbar[torch] is not installed")
+
+
+torch = optional("torch")
+mtorch = optional("memxbar.torch")
+nn = torch.nn
 
 
 def mlp():

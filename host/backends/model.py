@@ -27,8 +27,8 @@ class ModelBackend(Backend):
     def program_levels(self, tile, g_plus, g_minus):
         self._models[tile].program_levels(g_plus, g_minus)
 
-    def run_codes(self, tile, x_codes):
-        return self._models[tile].run_codes(x_codes)
+    def run_codes(self, tile, x_codes, window):
+        return window.outputs(self._models[tile].run_codes(window.pad(self.config, x_codes)))
 
     def configure(self, tile, seed, read_noise, program, drift, stuck):
         self._models[tile].configure(seed, read_noise, program, drift, stuck)

@@ -151,17 +151,17 @@ class SerialBackend(Backend):
         g_plus, g_minus = memory_cells(cfg, memory)
         return g_plus, g_minus
 
-    def run_codes(self, tile, x_codes):
-        cfg = self.config
-        per_frame = max(1, min(self.max_payload // (2 * cfg.cols),
-                               (self.max_payload - RUN_BYTES) // cfg.rows))
+    def run_codes(self, tile, x_codes, window):
+        per_frame = max(1, min(self.max_payload // (2 * window.cols),
+                               (self.max_payload - RUN_BYTES) // window.rows))
         batches = [x_codes[start:start + per_frame] for start in range(0, len(x_codes), per_frame)]
+        head = window._asdict()
         # with MVM noise a re-executed RUN would draw the next read's noise: one frame in flight
         replies = self.link.transact_many(
-            ((Command.RUN, struct_bytes(Run, tile=tile, batch=len(b)) + b.astype(np.int8).tobytes())
+            ((Command.RUN, struct_bytes(Run, tile=tile, batch=len(b), **head) + b.astype(np.int8).tobytes())
              for b in batches), window=1 if self._mvm_noise.get(tile) else 2)
-        out = [np.frombuffer(r, dtype="<i2").astype(np.int64).reshape(-1, cfg.cols) for r in replies]
-        return np.concatenate(out) if out else np.zeros((0, cfg.cols), dtype=np.int64)
+        out = [np.frombuffer(r, dtype="<i2").astype(np.int64).reshape(-1, window.cols) for r in replies]
+        return np.concatenate(out) if out else np.zeros((0, window.cols), dtype=np.int64)
 
     def counters(self):
         """The device's event counters (``memxbar.protocol.frames.Counters``) as a dict."""

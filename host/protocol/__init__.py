@@ -4,6 +4,15 @@ This package is the one place both sides import (``memxbar.hdl`` depends on it, 
 the reverse), so every constant of the contract is written once.
 """
 
-from .geometry import PROTOCOL_VERSION, TileConfig, cell_address, cell_at, lane_memory, memory_cells
+from .geometry import (
+    PROTOCOL_VERSION,
+    TileConfig,
+    Window,
+    cell_address,
+    cell_at,
+    lane_memory,
+    memory_cells,
+)
 
-__all__ = ["PROTOCOL_VERSION", "TileConfig", "cell_address", "cell_at", "lane_memory", "memory_cells"]
+__all__ = ["PROTOCOL_VERSION", "TileConfig", "Window", "cell_address", "cell_at", "lane_memory",
+           "memory_cells"]

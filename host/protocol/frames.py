@@ -117,11 +117,19 @@ class Access(data.Struct):
 class Run(data.Struct):
     """Payload start of RUN, followed by ``batch * rows`` input codes of one byte each.
 
-    The reply carries ``batch * cols`` ADC codes as little-endian int16.
+    ``row0, rows, col0, cols`` is the :class:`~memxbar.protocol.Window` the MVMs run on (the
+    whole array: ``0, config.rows, 0, config.cols``); inputs are the window's rows only. The
+    reply carries ``batch * cols`` ADC codes, the window's columns, as little-endian int16.
+    A window outside the array is RANGE; a length other than ``batch * rows`` or a reply
+    longer than ``max_payload`` is LEN.
     """
 
     tile: 8
     batch: 16
+    row0: 16
+    rows: 16
+    col0: 16
+    cols: 16
 
 
 class Config(data.Struct):

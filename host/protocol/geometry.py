@@ -16,11 +16,14 @@ The integer semantics of one tile (what every backend must compute bit for bit):
 import json
 import zlib
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
-__all__ = ["PROTOCOL_VERSION", "TileConfig", "cell_address", "cell_at", "lane_memory", "memory_cells"]
+__all__ = ["PROTOCOL_VERSION", "TileConfig", "Window", "cell_address", "cell_at", "lane_memory",
+           "memory_cells"]
 
-#: Bumped whenever the meaning of a configuration, layout or command changes.
-PROTOCOL_VERSION = 3  # 2: device physics (TARGETS, TABLE, CONFIG, event counters); 3: HELLO features
+#: Bumped whenever the meaning of a configuration, layout or command changes
+#: (2: device physics (TARGETS, TABLE, CONFIG, event counters); 3: HELLO features; 4: RUN windows).
+PROTOCOL_VERSION = 4
 
 
 def _check_int(name, value, lo, hi=None):
@@ -182,6 +185,50 @@ class TileConfig:
             "adc_shift": self.adc_shift, "physics": self.physics,
             "per_read_noise": self.per_read_noise,
         }
+
+
+class Window(NamedTuple):
+    """A rectangle of a tile's array an MVM runs on: inputs ``row0 ..``, outputs ``col0 ..``.
+
+    An MVM over a window is the full MVM with code 0 on every input outside it, of which only
+    the window's outputs come back (in column order). The zero inputs make the cells outside
+    the window's rows add nothing however they are programmed, so one array holds several
+    small matrices side by side, each run on its own. The noise of the MVM, and every event
+    counter, are those of the full MVM: the array still reads all its cells.
+    """
+
+    row0: int
+    rows: int
+    col0: int
+    cols: int
+
+    @classmethod
+    def full(cls, config):
+        return cls(0, config.rows, 0, config.cols)
+
+    def check(self, config):
+        """``ValueError`` naming the problem unless the window lies inside ``config``'s array."""
+        for name, value in self._asdict().items():
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"window {name} must be a non-negative integer, not {value!r}")
+        if not (self.rows >= 1 and self.row0 + self.rows <= config.rows):
+            raise ValueError(f"window rows {self.row0}..{self.row0 + self.rows - 1} are not inside the "
+                             f"tile's rows 0..{config.rows - 1} (and need at least one)")
+        if not (self.cols >= 1 and self.col0 + self.cols <= config.cols):
+            raise ValueError(f"window cols {self.col0}..{self.col0 + self.cols - 1} are not inside the "
+                             f"tile's cols 0..{config.cols - 1} (and need at least one)")
+
+    def pad(self, config, x_codes):
+        """``(batch, rows)`` window inputs -> ``(batch, config.rows)`` with 0 outside the window."""
+        import numpy as np
+
+        full = np.zeros((len(x_codes), config.rows), dtype=np.int64)
+        full[:, self.row0:self.row0 + self.rows] = x_codes
+        return full
+
+    def outputs(self, y_codes):
+        """The window's columns of full ``(batch, config.cols)`` outputs."""
+        return y_codes[:, self.col0:self.col0 + self.cols]
 
 
 def cell_address(config, row, col):
