@@ -165,3 +165,19 @@ def test_a_build_without_per_read_lanes_is_the_full_build_in_frozen_mode():
         outputs.append((tile.conductances(), tile.matvec(x)))
     assert np.array_equal(outputs[0][0], outputs[1][0])
     assert np.array_equal(outputs[0][1], outputs[1][1])
+
+
+def test_reprogramming_a_drifted_tile_starts_again_at_t0(dev):
+    cfg = dev.info.config
+    tile = dev.tile(0)
+    tile.configure(memxbar.PCM(), seed=3)
+    targets = np.full((cfg.cols, cfg.rows), 150)
+    tile.program_levels(targets, 0 * targets)
+    tile.drift(365 * 86400.0)
+    drifted = tile.conductances()[0].mean()
+    tile.program_levels(targets, 0 * targets)
+    fresh = tile.conductances()[0].mean()
+    lsb = tile.model.lsb(cfg)
+    assert tile.time == 0.0
+    assert drifted < 0.7 * 150 * lsb  # a year of drift
+    assert abs(fresh - 150 * lsb) < 0.05 * 150 * lsb  # the new cells are read undrifted
