@@ -122,6 +122,20 @@ def test_selftest_fails_loudly_on_a_device_that_disagrees_with_the_model(monkeyp
     assert any("MVM codes differ" in line for line in lines)
 
 
+@pytest.mark.verilator
+def test_selftest_counts_checksum_mismatches(monkeypatch):
+    """A link that corrupts stored levels shows in the soak's CHECKSUM line and fails."""
+    from memxbar.backends.serial import SerialBackend
+
+    honest = SerialBackend.checksums
+    monkeypatch.setattr(SerialBackend, "checksums", lambda self, tile: [c ^ 1 for c in honest(self, tile)])
+    lines = []
+    figures = selftest(board("icebreaker").sim_url, matrices=2, say=lines.append)
+    assert figures["checksum_mismatches"] == 2 and not figures["passed"]
+    assert any("every CHECKSUM checked: 2 MISMATCHED" in line for line in lines)
+    assert lines[-1].startswith("FAIL")
+
+
 @pytest.mark.synthesis
 @pytest.mark.parametrize("name", ["icebreaker", "ulx3s-12f"])
 def test_board_build_meets_timing_and_reports_it(name, tmp_path, capsys):
