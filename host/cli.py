@@ -54,7 +54,7 @@ def _demo(args):
     url = backends.get(args.backend, args.backend)
     say = (lambda line: print(line, file=sys.stderr)) if args.json else print
     results = demo(url, seeds=args.seeds, samples=args.samples, clock_hz=args.clock_mhz * 1e6,
-                   progress=not args.quiet, say=say)
+                   compensation=args.compensation, progress=not args.quiet, say=say)
     if args.plot != "-":
         plot(results, args.plot)
         results["plot"] = args.plot
@@ -90,6 +90,8 @@ def _parser():
     show.add_argument("--samples", type=int, help="test images to use (default: all 360)")
     show.add_argument("--clock-mhz", type=float, default=30.0,
                       help="board clock for the latency estimate (default 30, the ULX3S build)")
+    show.add_argument("--compensation", default="global",
+                      help="global (aihwkit's, the default), column or calibrated: compared with none")
     show.add_argument("--plot", default="memxbar-demo.png", help="PNG of accuracy vs time ('-': none)")
     show.add_argument("--json", action="store_true", help="print the results as JSON")
     show.add_argument("--quiet", action="store_true", help="no progress bar")

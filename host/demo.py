@@ -5,7 +5,7 @@ handwritten digits (8x8 images, 1,797 samples; no download) and mapped onto one 
 :class:`memxbar.mapping.Mapping`: both layers share the cells of one tile, each in its own
 block. Its test accuracy is measured in floats, on an ideal analog tile (only the DAC, ADC and
 conductance levels), and with aihwkit's PCM statistics at several times after programming,
-without and with global drift compensation, over several seeds. The numbers depend only on
+without and with drift compensation (global by default), over several seeds. The numbers depend only on
 the seeds and the build, so ``model://`` and ``sim://`` print the same table.
 """
 
@@ -23,7 +23,6 @@ from .mapping import Mapping
 __all__ = ["TIMES", "demo", "load_digits", "plot", "table", "trained_mlp"]
 
 TIMES = {"1 s": 1.0, "1 h": 3600.0, "1 day": 86400.0, "1 year": 365.0 * 86400.0}
-COMPENSATIONS = {"none": None, "global": "global"}
 
 
 def _sklearn():
@@ -74,16 +73,21 @@ def _float_layers(mlp):
     return [lambda x, w=w, b=b: x @ w.T + b for w, b in mlp]
 
 
-def demo(url="sim://", seeds=3, samples=None, hidden=32, clock_hz=30e6, progress=True, say=print):
+def demo(url="sim://", seeds=3, samples=None, hidden=32, clock_hz=30e6, compensation="global", progress=True,
+         say=print):
     """Run the demo on the device at ``url``; returns the results as a JSON-ready dict.
 
     ``samples`` limits the test images (default: all 360); ``clock_hz`` turns the MAC-array
-    cycles of one inference into a latency.
+    cycles of one inference into a latency; ``compensation`` is the drift compensation
+    compared with none (``"global"``, ``"column"`` or ``"calibrated"``).
     """
     import memxbar
 
     if not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds must be a positive integer, not {seeds!r}")
+    if compensation not in ("global", "column", "calibrated"):
+        raise ValueError(f"compensation must be 'global', 'column' or 'calibrated', not {compensation!r}")
+    compensations = {"none": None, compensation: compensation}
     mlp = trained_mlp(hidden, say=say)
     _, x_test, _, y_test = load_digits()
     if samples is not None:
@@ -102,9 +106,9 @@ def demo(url="sim://", seeds=3, samples=None, hidden=32, clock_hz=30e6, progress
                                       f"physics; use model://, sim:// or a board built with physics")
         results = {"backend": url, "build_id": f"{dev.info.build_id:08x}", "config": cfg.as_dict(),
                    "dataset": {"name": "scikit-learn digits", "test_images": len(x_test)},
-                   "mlp": f"64-{hidden}-10 ReLU", "seeds": list(range(seeds)),
+                   "mlp": f"64-{hidden}-10 ReLU", "seeds": list(range(seeds)), "compensation": compensation,
                    "float": accuracy(_float_layers(mlp))}
-        steps = 1 + seeds * (1 + len(TIMES) * len(COMPENSATIONS))
+        steps = 1 + seeds * (1 + len(TIMES) * len(compensations))
         bar = _progress(steps, progress)
 
         ideal = Mapping(dev, Ideal())
@@ -113,7 +117,7 @@ def demo(url="sim://", seeds=3, samples=None, hidden=32, clock_hz=30e6, progress
         results["ideal"] = accuracy(ideal_layers)
         bar.update()
 
-        runs = {when: {name: [] for name in COMPENSATIONS} for when in TIMES}
+        runs = {when: {name: [] for name in compensations} for when in TIMES}
         cost = None
         for seed in range(seeds):
             mapping = Mapping(dev, PCM(), seed=seed)
@@ -124,9 +128,9 @@ def demo(url="sim://", seeds=3, samples=None, hidden=32, clock_hz=30e6, progress
             bar.update()
             for when, t in TIMES.items():
                 mapping.drift(t)
-                for name, compensation in COMPENSATIONS.items():
+                for name, chosen in compensations.items():
                     for layer in layers:
-                        layer.compensation = compensation
+                        layer.compensation = chosen
                     before = dev.counters()
                     runs[when][name].append(accuracy(layers))
                     if cost is None:
@@ -186,7 +190,7 @@ def table(results):
     lines = [f"memxbar demo: {results['mlp']} MLP on {results['dataset']['name']} "
              f"({results['dataset']['test_images']} test images), backend {results['backend']}, "
              f"build {results['build_id']}",
-             f"{'condition':<22}{'no compensation':>22}{'global drift comp.':>22}",
+             f"{'condition':<22}{'no compensation':>22}{results['compensation'] + ' drift comp.':>22}",
              f"{'float':<22}{pct(100 * results['float']):>22}",
              f"{'ideal analog':<22}{pct(100 * results['ideal']):>22}"]
     for when, by_name in results["pcm"].items():
@@ -219,7 +223,8 @@ def plot(results, path):
     figure, axes = pyplot.subplots(figsize=(6.4, 4.0), dpi=120)
     axes.axhline(100 * results["float"], color="black", linestyle="--", label="float")
     axes.axhline(100 * results["ideal"], color="grey", linestyle=":", label="ideal analog")
-    for name, label in (("none", "PCM"), ("global", "PCM + global drift compensation")):
+    chosen = results["compensation"]
+    for name, label in (("none", "PCM"), (chosen, f"PCM + {chosen} drift compensation")):
         mean = [100 * results["pcm"][when][name]["mean"] for when in TIMES]
         std = [100 * results["pcm"][when][name]["std"] for when in TIMES]
         axes.errorbar(times, mean, yerr=std, marker="o", capsize=3, label=label)

@@ -21,18 +21,18 @@ def test_the_trained_mlp_is_a_real_digits_classifier():
 
 
 def test_model_results_cover_every_condition():
-    results = demo("model://", seeds=2, samples=120, **QUIET)
+    results = demo("model://", seeds=2, samples=120, compensation="column", **QUIET)
     assert results["float"] > 0.93 and results["ideal"] > 0.9
     assert list(results["pcm"]) == list(TIMES)
     for by_name in results["pcm"].values():
-        assert set(by_name) == {"none", "global"}
+        assert set(by_name) == {"none", "column"}
         assert all(len(stats["runs"]) == 2 for stats in by_name.values())
     cost = results["cost"]
     assert cost["mvms_per_inference"] >= 2  # two layers, plus bound-management retries
     assert cost["energy_pj_per_inference"]["total"] > 0
     assert cost["programming"]["write_pulses"] >= 2 * (32 * 64 + 10 * 32)
     text = table(results)
-    assert "PCM, t = 1 year" in text and "global drift comp." in text
+    assert "PCM, t = 1 year" in text and "column drift comp." in text
 
 
 @pytest.mark.verilator
@@ -54,6 +54,7 @@ def test_cli_json_and_plot(tmp_path, capsys):
 
 @pytest.mark.parametrize(("args", "code", "message"), [
     (["--seeds", "0"], 2, "seeds must be a positive integer, not 0"),
+    (["--compensation", "drift"], 2, "compensation must be 'global', 'column' or 'calibrated', not 'drift'"),
     (["--samples", "1000"], 2, r"samples must be an integer in [1, 360], not 1000"),
     (["--backend", "model://?physics=0"], 3, "ideal build"),
 ])
