@@ -7,7 +7,8 @@ adder tree. Integer semantics and memory layout: :mod:`memxbar.protocol.geometry
 
 Pipeline (all stages advance together; a full result register stalls them)::
 
-    S0 sequencer -> S1 memory read -> S2 product (DSP) -> S3 accumulate -> result regs -> ADC -> y
+    S0 sequencer -> S1 memory read -> S2 G+ - G- -> S3 product (DSP) -> S4 accumulate
+    -> result regs -> ADC -> y
 
 Device physics (:mod:`memxbar.protocol.physics`): :class:`~memxbar.hdl.cells.CellEngine`
 programs and drifts cells into the same memories; each lane also accumulates the per-read
@@ -184,24 +185,38 @@ class Tile(wiring.Component):
             ]
         m.d.comb += [x_rd.addr.eq(Mux(r_bank, cfg.rows, 0) + row), x_rd.en.eq(advance)]
 
-        # S2: one product per lane; the differential pair is subtracted before the multiply.
-        # Beside it, x**2 times the cell's variance code, in logic: the DSPs are the MACs'.
+        # S2: the differential pair is subtracted into a register beside x, so a block RAM read
+        # and a multiply never share a clock cycle (on a large ECP5 the lanes' RAMs and DSPs sit
+        # far apart, and routing between them is most of that path).
+        vd, firstd, lastd, taild = Signal(), Signal(), Signal(), Signal()
+        x_held = Signal(signed(cfg.dac_bits))
+        diffs = [Signal(signed(cfg.g_bits + 1), name=f"diff{lane}") for lane in range(cfg.lanes)]
+        x_square = Signal(2 * cfg.dac_bits)
+        var_codes = [Signal(range(V_MAX + 1), name=f"var_code{lane}") for lane in range(cfg.lanes)]
+        with m.If(advance):
+            m.d.sync += [vd.eq(v1), firstd.eq(first1), lastd.eq(last1), taild.eq(tail1), x_held.eq(x_rd.data)]
+            for lane in range(cfg.lanes):
+                pair = g_rd[lane].data
+                m.d.sync += diffs[lane].eq(pair.g_plus - pair.g_minus)
+                if cfg.per_read_noise:
+                    m.d.sync += var_codes[lane].eq(pair.var)
+            if cfg.per_read_noise:
+                m.d.sync += x_square.eq(shift_add_product(abs(x_rd.data), abs(x_rd.data)))
+
+        # S3: one product per lane. Beside it, x**2 times the cell's variance code, in logic:
+        # the DSPs are the MACs'.
         v2, first2, last2, tail2 = Signal(), Signal(), Signal(), Signal()
         prod_shape = signed(cfg.dac_bits + cfg.g_bits + 1)
         products = [Signal(prod_shape, name=f"product{lane}") for lane in range(cfg.lanes)]
-        x_square = Signal(2 * cfg.dac_bits)
-        if cfg.per_read_noise:
-            m.d.comb += x_square.eq(shift_add_product(abs(x_rd.data), abs(x_rd.data)))
         var_products = [Signal(2 * cfg.dac_bits + 10, name=f"var_product{lane}") for lane in range(cfg.lanes)]
         with m.If(advance):
-            m.d.sync += [v2.eq(v1), first2.eq(first1), last2.eq(last1), tail2.eq(tail1)]
+            m.d.sync += [v2.eq(vd), first2.eq(firstd), last2.eq(lastd), tail2.eq(taild)]
             for lane in range(cfg.lanes):
-                pair = g_rd[lane].data
-                m.d.sync += products[lane].eq(x_rd.data * (pair.g_plus - pair.g_minus))
+                m.d.sync += products[lane].eq(x_held * diffs[lane])
                 if cfg.per_read_noise:  # else the products stay 0 and yosys drops the path
-                    m.d.sync += var_products[lane].eq(shift_add_product(x_square, pair.var))
+                    m.d.sync += var_products[lane].eq(shift_add_product(x_square, var_codes[lane]))
 
-        # S3: accumulate; the last row of a group lands the column sums in the result registers.
+        # S4: accumulate; the last row of a group lands the column sums in the result registers.
         accs = [Signal(signed(cfg.acc_width), name=f"acc{lane}") for lane in range(cfg.lanes)]
         results = Array(Signal(signed(cfg.acc_width), name=f"result{lane}") for lane in range(cfg.lanes))
         v_width = variance_width(cfg)
@@ -262,7 +277,7 @@ class Tile(wiring.Component):
                 ]
 
         busy = Signal()
-        m.d.comb += [busy.eq(full.any() | v1 | v2 | result_valid), self.busy.eq(busy | engine_busy)]
+        m.d.comb += [busy.eq(full.any() | v1 | vd | v2 | result_valid), self.busy.eq(busy | engine_busy)]
 
         # The engine works only while no MVM is in flight, and MVMs wait for it (see issue).
         if cfg.physics:
