@@ -8,6 +8,7 @@ import numpy as np
 
 from .devices import DeviceModel, Ideal
 from .errors import DeviceClosed, Unsupported
+from .mapping import differential_levels
 from .protocol import TileConfig, Window, lane_memory
 from .protocol.physics import ReadNoise
 from .validate import float_array, integer_array
@@ -116,13 +117,10 @@ class Tile:
         if w.shape[0] > cfg.cols or w.shape[1] > cfg.rows:
             raise ValueError(f"weights of shape {w.shape} do not fit a tile of {cfg.cols} outputs x "
                              f"{cfg.rows} inputs")
-        top = self.model.target_max(cfg)
-        peak = float(np.abs(w).max())
-        scale = top / peak if peak > 0 else 1.0
         g_plus = np.zeros((cfg.cols, cfg.rows), dtype=np.int64)
         g_minus = np.zeros_like(g_plus)
-        g_plus[:w.shape[0], :w.shape[1]] = np.clip(np.round(scale * w), 0, top)
-        g_minus[:w.shape[0], :w.shape[1]] = np.clip(np.round(-scale * w), 0, top)
+        cells = slice(0, w.shape[0]), slice(0, w.shape[1])
+        g_plus[cells], g_minus[cells], scale = differential_levels(w, self.model.target_max(cfg))
         self._write_levels(g_plus, g_minus)
         self._weights = (w.shape, scale)
 

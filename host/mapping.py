@@ -27,7 +27,7 @@ import numpy as np
 from .protocol import Window
 from .validate import float_array
 
-__all__ = ["COMPENSATIONS", "AnalogLinear", "Block", "Mapping"]
+__all__ = ["COMPENSATIONS", "AnalogLinear", "Block", "Mapping", "differential_levels"]
 
 # "global": aihwkit's GlobalDriftCompensation (one factor per matrix from the summed
 # magnitude of a reference read of all-ones); "column": the same ratio per output column over
@@ -36,6 +36,13 @@ __all__ = ["COMPENSATIONS", "AnalogLinear", "Block", "Mapping"]
 COMPENSATIONS = (None, "global", "column", "calibrated")
 
 PROBES = 16  # reference vectors of the per-column compensation and the calibration
+
+
+def differential_levels(weights, top):
+    """``(g_plus, g_minus, scale)``: ``weights`` as level pairs, ``scale = top / max|W|`` levels per unit."""
+    peak = float(np.abs(weights).max())
+    scale = top / peak if peak > 0 else 1.0
+    return np.clip(np.round(scale * weights), 0, top), np.clip(np.round(-scale * weights), 0, top), scale
 
 
 @dataclass(frozen=True)
@@ -144,7 +151,7 @@ class Mapping:
             page, row0, col0 = self._place(ins, outs, w.shape)
             blocks[in0, out0] = Block(page, row0, col0, in0, out0, ins, outs)
         layer.blocks = [blocks[in0, out0] for in0, out0, _, _ in pieces]  # partial sums in a fixed order
-        layer.scales = [layer._scale(b) for b in layer.blocks]
+        layer.scales = [differential_levels(w[b.weights], layer._top)[2] for b in layer.blocks]
         self.layers.append(layer)
         self._programmed = False
         return layer
@@ -206,12 +213,10 @@ class Mapping:
         g_plus = np.zeros((cfg.cols, cfg.rows), dtype=np.int64)
         g_minus = np.zeros_like(g_plus)
         for layer in self.layers:
-            for block, scale in zip(layer.blocks, layer.scales, strict=True):
-                if block.page != page:
-                    continue
-                w = scale * layer.weight[block.weights]
-                g_plus[block.cells] = np.round(np.clip(w, 0, None))
-                g_minus[block.cells] = np.round(np.clip(-w, 0, None))
+            for block in layer.blocks:
+                if block.page == page:
+                    g_plus[block.cells], g_minus[block.cells], _ = differential_levels(
+                        layer.weight[block.weights], layer._top)
         tile.program_levels(g_plus, g_minus)
         if self.time > 0:
             tile.drift(self.time)
@@ -266,11 +271,6 @@ class AnalogLinear:
         if value not in COMPENSATIONS:
             raise ValueError(f"unknown compensation {value!r}; use one of {COMPENSATIONS}")
         self._compensation = value
-
-    def _scale(self, b):
-        """Levels per weight unit of block ``b``."""
-        peak = float(np.abs(self.weight[b.weights]).max())
-        return self._top / peak if peak > 0 else 1.0
 
     @property
     def shape(self):
