@@ -36,9 +36,11 @@ __all__ = ["CellEngine", "cell_update_layout", "stuck_layout", "table_write_layo
 
 
 def target_layout(config):
-    """Program cell ``(lane, word)`` to target levels ``(t_plus, t_minus)``."""
+    """Program cell ``(lane, word)`` to target levels ``(t_plus, t_minus)``, drawing the noise
+    of cell write ``index`` (the host's count, carried by the request)."""
     return data.StructLayout({"lane": index_shape(config.lanes), "word": index_shape(config.words_per_lane),
-                              "t_plus": unsigned(config.g_bits), "t_minus": unsigned(config.g_bits)})
+                              "t_plus": unsigned(config.g_bits), "t_minus": unsigned(config.g_bits),
+                              "index": 32})
 
 
 def cell_update_layout(config):
@@ -105,6 +107,7 @@ class CellEngine(wiring.Component):
             "params": In(Params),
             "table": In(stream.Signature(table_write_layout(config))),
             "op": In(stream.Signature(EngineOp)),
+            "drift_index": In(32),
             "program": In(stream.Signature(target_layout(config))),
             "stuck": In(stream.Signature(stuck_layout(config))),
             "cell": Out(stream.Signature(cell_update_layout(config))),
@@ -173,8 +176,8 @@ class CellEngine(wiring.Component):
         var_acc = Signal(37)
         dev = Signal()
         attempt = Signal(8)
-        writes = Signal(32)   # cell writes since CONFIGURE: the PROGRAM noise counter
-        drifts = Signal(32)   # drift calls since CONFIGURE: part of the DRIFT noise counter
+        writes = Signal(32)   # the cell's write index: the PROGRAM noise counter, from the request
+        drifts = Signal(32)   # the last drift call's index (0 after CONFIGURE): part of the DRIFT counter
 
         level = Signal(cfg.g_bits)
         prog_sigma = Signal(16)
@@ -251,15 +254,16 @@ class CellEngine(wiring.Component):
                     m.d.sync += [lane.eq(0), word.eq(0)]
                     with m.If(self.op.payload == EngineOp.CONFIGURE):
                         m.d.comb += self.restart.eq(1)
-                        m.d.sync += [job.eq(CONFIGURE), writes.eq(0), drifts.eq(0)]
+                        m.d.sync += [job.eq(CONFIGURE), drifts.eq(0)]
                         m.next = "ERASE"
                     with m.Else():
-                        m.d.sync += [job.eq(DRIFT), drifts.eq(drifts + 1)]
+                        m.d.sync += [job.eq(DRIFT), drifts.eq(self.drift_index)]
                         m.next = "LOAD"
                 with m.Elif(self.program.valid):
                     cmd = self.program.payload
                     m.d.sync += [job.eq(PROGRAM), lane.eq(cmd.lane), word.eq(cmd.word),
-                                 target[0].eq(cmd.t_plus), target[1].eq(cmd.t_minus)]
+                                 target[0].eq(cmd.t_plus), target[1].eq(cmd.t_minus),
+                                 writes.eq(cmd.index)]
                     m.next = "P_SEED"
                 with m.Elif(self.stuck.valid):
                     mark = self.stuck.payload
@@ -341,7 +345,6 @@ class CellEngine(wiring.Component):
                     m.d.sync += dev.eq(1)
                     m.next = "P_TABLE"
                 with m.Else():
-                    m.d.sync += writes.eq(writes + 1)
                     m.next = "STORE"
 
             with m.State("STORE"):

@@ -1,8 +1,9 @@
 """The command engine: executes one checked frame at a time against the tile, writes the reply.
 
 Commands and payloads: :mod:`memxbar.protocol.frames`. Every frame gets exactly one reply;
-a frame repeating the previous one's SEQ and command gets the previous reply again without
-executing (the host retries after a lost reply). Checks happen before any effect, so a
+a frame repeating the SEQ and command of one of the last two gets that reply again without
+executing (the host retries after a lost reply, with two requests in flight). A request
+whose epoch is not the device's is refused (STATE). Checks happen before any effect, so a
 rejected command leaves memory untouched.
 """
 
@@ -32,6 +33,12 @@ from .cells import stuck_layout, table_write_layout, target_layout
 from .tile import cell_layout, prog_layout
 
 __all__ = ["CommandEngine"]
+
+
+def next_epoch_of(epoch):
+    """:func:`memxbar.protocol.frames.next_epoch` in gateware (the top testbench holds the two
+    equal through the reference device): the next non-zero 16-bit value."""
+    return Mux(epoch == 0xFFFF, 1, epoch + 1)[:16]
 
 ACCESS_BYTES = Access.as_shape().size // 8
 RUN_BYTES = Run.as_shape().size // 8
@@ -75,6 +82,7 @@ class CommandEngine(wiring.Component):
             "write_en": Out(1),
             "send": Out(1),
             "resend": Out(1),
+            "resend_previous": Out(1),
             "send_length": Out(range(tx_depth + 1)),
             "sending": In(1),
             "prog": Out(stream.Signature(prog_layout(config))),
@@ -85,11 +93,15 @@ class CommandEngine(wiring.Component):
             "stuck": Out(stream.Signature(stuck_layout(config))),
             "table": Out(stream.Signature(table_write_layout(config))),
             "op": Out(stream.Signature(EngineOp)),
+            "drift_index": Out(32),
             "params": Out(Params),
+            "read_index": Out(32),
+            "read_load": Out(1),
             "tile_busy": In(1),
-            "mac_cycle": In(1),
             "pulse": In(1),
             "verify_read": In(1),
+            "uart_overrun": In(1),
+            "uart_framing_error": In(1),
         })
 
     def elaborate(self, platform):
@@ -101,8 +113,11 @@ class CommandEngine(wiring.Component):
         access = data.View(Access, head[HEADER_BYTES * 8:ACCESS_START * 8])
         config_cmd = data.View(Config, head[HEADER_BYTES * 8:(HEADER_BYTES + CONFIG_BYTES) * 8])
         params = Signal(Params)
-        m.d.comb += self.params.eq(params)
+        m.d.comb += [self.params.eq(params), self.drift_index.eq(config_cmd.index)]
         run = data.View(Run, head[HEADER_BYTES * 8:RUN_START * 8])
+        m.d.comb += self.read_index.eq(run.index)
+        claim = head[HEADER_BYTES * 8:(HEADER_BYTES + 2) * 8]  # HELLO's optional payload: an epoch
+        epoch = Signal(16)  # 0 at power-up and reset: unclaimed
         # a build without per-read noise lanes refuses that mode rather than ignore it
         per_read_missing = Const(0) if cfg.per_read_noise else (
             config_cmd.params.read_noise == ReadNoise.PER_READ)
@@ -113,14 +128,18 @@ class CommandEngine(wiring.Component):
         reply_len = Signal(16)
         # bytes of a reply, or of a CHECKSUM walk over a whole lane
         index = Signal(range(max(self.max_payload, 2 * cfg.words_per_lane, HEAD_BYTES) + 2))
-        last_seq = Signal(8)
-        last_command = Signal(8)
-        last_valid = Signal()
+        # the replay cache: (seq, command) of the last two replies, which the transmitter's two
+        # buffers still hold (the last one sent and the one before, in the buffer filled next)
+        last_seq, previous_seq = Signal(8), Signal(8)
+        last_command, previous_command = Signal(8), Signal(8)
+        last_valid, previous_valid = Signal(), Signal()
 
         counters = Signal(Counters)
         m.d.sync += counters.clock.eq(counters.clock + 1)
-        with m.If(self.mac_cycle):
-            m.d.sync += counters.cycles.eq(counters.cycles + 1)
+        with m.If(self.uart_overrun):
+            m.d.sync += counters.uart_overruns.eq(counters.uart_overruns + 1)
+        with m.If(self.uart_framing_error):
+            m.d.sync += counters.uart_framing_errors.eq(counters.uart_framing_errors + 1)
         with m.If(self.frame_dropped):
             m.d.sync += counters.frames_dropped.eq(counters.frames_dropped + 1)
         with m.If(self.pulse):
@@ -193,14 +212,31 @@ class CommandEngine(wiring.Component):
                 m.d.sync += counters.frames_ok.eq(counters.frames_ok + 1)
                 with m.If(last_valid & (header.seq == last_seq) & (header.command == last_command)):
                     m.next = "REPLAY"
-                with m.Elif(header.version != PROTOCOL_VERSION):
-                    reply(Status.VERSION)
-                with m.Elif(header.length != frame_payload):
-                    reply(Status.LEN)
-                with m.Else(), m.Switch(header.command):
+                with m.Elif(previous_valid & (header.seq == previous_seq)
+                            & (header.command == previous_command)):
+                    m.next = "REPLAY_PREVIOUS"
+                with m.Else():
+                    # this reply overwrites the buffer holding the one before the last
+                    m.d.sync += previous_valid.eq(0)
+                    with m.If(header.version != PROTOCOL_VERSION):
+                        reply(Status.VERSION)
+                    with m.Elif(header.length != frame_payload):
+                        reply(Status.LEN)
+                    with m.Elif((header.command != Command.HELLO) & (header.epoch != epoch)):
+                        reply(Status.STATE)
+                    with m.Else():
+                        m.next = "EXECUTE"
+
+            with m.State("EXECUTE"):
+                with m.Switch(header.command):
                     with m.Case(Command.HELLO):
-                        reply(Status.OK, HELLO_BYTES)
-                        m.next = "HELLO"
+                        with m.If((header.length != 0) & (header.length != 2)):
+                            reply(Status.LEN)
+                        with m.Else():
+                            with m.If(header.length == 2):
+                                m.d.sync += epoch.eq(claim)
+                            reply(Status.OK, HELLO_BYTES)
+                            m.next = "HELLO"
                     with m.Case(Command.WRITE):
                         with m.If(header.length < ACCESS_BYTES):
                             reply(Status.LEN)
@@ -263,8 +299,13 @@ class CommandEngine(wiring.Component):
                             reply(Status.LEN)
                         with m.Elif((config_cmd.tile != 0) | (config_cmd.op > 1) | per_read_missing):
                             reply(Status.RANGE)
-                        with m.Else():
-                            m.d.sync += params.eq(config_cmd.params)
+                        with m.Elif(config_cmd.op == EngineOp.CONFIGURE):
+                            m.d.sync += [params.eq(config_cmd.params), epoch.eq(next_epoch_of(epoch))]
+                            m.next = "CONFIG"
+                        with m.Else():  # DRIFT: the seed, the mode and programming stay CONFIGURE's
+                            m.d.sync += [params.out_var.eq(config_cmd.params.out_var),
+                                         params.var_shift.eq(config_cmd.params.var_shift),
+                                         params.mvm_noise.eq(config_cmd.params.mvm_noise)]
                             m.next = "CONFIG"
                     with m.Case(Command.COUNTERS):
                         reply(Status.OK, COUNTER_BYTES)
@@ -391,7 +432,8 @@ class CommandEngine(wiring.Component):
                 m.d.comb += [cmd.write.eq(1), cmd.lane.eq(access.lane), cmd.word.eq(access.word + index),
                              cmd.cell.g_plus.eq(saved), cmd.cell.g_minus.eq(self.read_data),
                              target.lane.eq(access.lane), target.word.eq(access.word + index),
-                             target.t_plus.eq(saved), target.t_minus.eq(self.read_data)]
+                             target.t_plus.eq(saved), target.t_minus.eq(self.read_data),
+                             target.index.eq(access.index + index)]
                 with m.If(access.region == Region.TARGETS):
                     m.d.comb += self.program.valid.eq(1)
                     with m.If(self.program.ready):
@@ -445,12 +487,23 @@ class CommandEngine(wiring.Component):
                     with m.If(in_sum != header.length - RUN_BYTES):
                         reply(Status.LEN)
                     with m.Else():
-                        m.d.sync += [index.eq(0), half.eq(0), feed.eq(RUN_START), primed.eq(0),
-                                     x_row.eq(0), x_vector.eq(0), y_col.eq(0), y_vector.eq(0), y_done.eq(0)]
-                        m.next = "RUN"
+                        m.d.sync += index.eq(0)
+                        m.next = "RUN_RANGE"
                 with m.Else():
                     m.d.sync += [in_sum.eq(in_sum + run.rows), vectors.eq(vectors + 1),
                                  out_sum.eq(out_sum + Cat(Const(0, 1), run.cols))]
+
+            with m.State("RUN_RANGE"):  # every input code inside +-x_max, before any effect
+                m.d.comb += self.read_addr.eq(RUN_START + index)
+                m.d.sync += index.eq(index + 1)
+                code = self.read_data.as_signed()
+                with m.If((index != 0) & ((code > cfg.x_max) | (code < -cfg.x_max))):
+                    reply(Status.RANGE)
+                with m.Elif(index == in_sum):
+                    m.d.comb += self.read_load.eq(1)
+                    m.d.sync += [index.eq(0), half.eq(0), feed.eq(RUN_START), primed.eq(0),
+                                 x_row.eq(0), x_vector.eq(0), y_col.eq(0), y_vector.eq(0), y_done.eq(0)]
+                    m.next = "RUN"
 
             with m.State("RUN"):
                 # Feed inputs: every array row, the frame's code inside the window and 0 outside;
@@ -488,22 +541,19 @@ class CommandEngine(wiring.Component):
                     m.d.sync += [half.eq(0), index.eq(index + 1)]
                 with m.If(y_done & ~half):
                     # the array reads every cell whatever the window: count full MVMs
-                    m.d.sync += [
-                        counters.mvms.eq(counters.mvms + batch),
-                        counters.macs.eq(counters.macs + times(batch, cfg.rows * cfg.cols)),
-                        counters.adc_conversions.eq(counters.adc_conversions + times(batch, cfg.cols)),
-                    ]
+                    m.d.sync += counters.mvms.eq(counters.mvms + batch)
                     reply(Status.OK, index)
 
             with m.State("HEADER"):  # the reply header, then send and remember it for replays
                 reply_header = Cat(Const(PROTOCOL_VERSION, 8), (header.command | REPLY)[:8], header.seq,
-                                   status, reply_len)
+                                   status, epoch, reply_len)
                 m.d.comb += [self.write_addr.eq(index), self.write_en.eq(1),
                              self.write_data.eq(reply_header.word_select(index[:3], 8))]
                 m.d.sync += index.eq(index + 1)
                 with m.If(index == HEADER_BYTES - 1):
                     m.d.sync += [last_seq.eq(header.seq), last_command.eq(header.command),
-                                 last_valid.eq(1)]
+                                 last_valid.eq(1), previous_seq.eq(last_seq),
+                                 previous_command.eq(last_command), previous_valid.eq(last_valid)]
                     m.next = "SEND"
             with m.State("SEND"):
                 m.d.comb += [self.send.eq(1), self.send_length.eq(HEADER_BYTES + reply_len),
@@ -511,6 +561,9 @@ class CommandEngine(wiring.Component):
                 m.next = "IDLE"
             with m.State("REPLAY"):  # the transmitter still holds the last reply
                 m.d.comb += [self.resend.eq(1), self.frame_release.eq(1)]
+                m.next = "IDLE"
+            with m.State("REPLAY_PREVIOUS"):  # ... and the one before, in the buffer it fills next
+                m.d.comb += [self.resend_previous.eq(1), self.frame_release.eq(1)]
                 m.next = "IDLE"
         return m
 

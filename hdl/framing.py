@@ -130,7 +130,8 @@ class FrameTransmitter(wiring.Component):
 
     The producer writes a reply through ``write_*`` into the buffer being filled, then pulses
     ``start`` with its ``length``; the next reply goes into the other buffer while this one is
-    sent. ``resend`` sends the last started reply again (a replay). ``busy`` is high while the
+    sent. ``resend`` sends the last started reply again (a replay), ``resend_previous`` the one
+    started before it, which the buffer to fill next still holds. ``busy`` is high while the
     buffer to fill next is still in use or a send is queued: wait for it to fall before writing.
 
     Parameters
@@ -147,6 +148,7 @@ class FrameTransmitter(wiring.Component):
             "write_en": In(1),
             "start": In(1),
             "resend": In(1),
+            "resend_previous": In(1),
             "length": In(range(depth + 1)),
             "busy": Out(1),
             "bytes_out": Out(stream.Signature(8)),
@@ -169,6 +171,8 @@ class FrameTransmitter(wiring.Component):
                          queued_bank.eq(filling)]
         with m.Elif(self.resend):
             m.d.sync += [queued.eq(1), queued_bank.eq(~filling)]
+        with m.Elif(self.resend_previous):
+            m.d.sync += [queued.eq(1), queued_bank.eq(filling)]
         m.d.comb += self.busy.eq(queued | (sending & (sending_bank == filling)))
 
         length = Signal(range(self.depth + 1))
@@ -200,7 +204,7 @@ class FrameTransmitter(wiring.Component):
         m.d.comb += [crc.data.eq(read.data), crc.valid.eq(crc_fed)]
 
         with m.FSM():
-            with m.State("IDLE"), m.If(queued & ~self.start & ~self.resend):
+            with m.State("IDLE"), m.If(queued & ~self.start & ~self.resend & ~self.resend_previous):
                 bank_length = lengths[queued_bank]
                 m.d.comb += crc.start.eq(1)
                 m.d.sync += [length.eq(bank_length), total.eq(bank_length + CRC_BYTES), index.eq(0),

@@ -80,6 +80,11 @@ class Tile(wiring.Component):
         Explicit stuck codes of cells, after a CONFIGURE.
     table, op : In
         Device tables and engine operations (CONFIGURE, DRIFT), see :class:`CellEngine`.
+    drift_index : In(32)
+        A DRIFT operation's drift-call index (its frozen read noise), held with ``op``.
+    read_index, read_load : In(32), In(1)
+        ``read_load`` sets the read index of the next MVM to ``read_index`` (the RUN's, from
+        the host); the following MVMs count on from it.
     params : In(Params)
         The device's scalars, held steady by the owner.
     pulse, verify_read : Out(1)
@@ -108,7 +113,10 @@ class Tile(wiring.Component):
             "stuck": In(stream.Signature(stuck_layout(config))),
             "table": In(stream.Signature(table_write_layout(config))),
             "op": In(stream.Signature(EngineOp)),
+            "drift_index": In(32),
             "params": In(Params),
+            "read_index": In(32),
+            "read_load": In(1),
             "x": In(stream.Signature(signed(config.dac_bits))),
             "y": Out(stream.Signature(signed(config.adc_bits))),
             "busy": Out(1),
@@ -244,6 +252,9 @@ class Tile(wiring.Component):
         if cfg.physics:
             with m.If(engine.restart):
                 m.d.sync += [read_index.eq(0), need_seed.eq(1)]
+            # the host's read index; a stream already seeded for it is kept
+            with m.If(self.read_load & (self.read_index != read_index)):
+                m.d.sync += [read_index.eq(self.read_index), need_seed.eq(1)]
 
         if cfg.physics:
             selected, noisy_ready = self._mvm_noise(m, results[out_index], var_results[out_index],
@@ -319,7 +330,7 @@ class Tile(wiring.Component):
     def _connect_engine(self, m, engine, busy):
         wiring.connect(m, wiring.flipped(self.table), engine.table)
         m.d.comb += [
-            engine.params.eq(self.params),
+            engine.params.eq(self.params), engine.drift_index.eq(self.drift_index),
             engine.op.payload.eq(self.op.payload), engine.op.valid.eq(self.op.valid & ~busy),
             self.op.ready.eq(engine.op.ready & ~busy),
             engine.program.payload.eq(self.program.payload),

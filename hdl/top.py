@@ -70,6 +70,7 @@ class Top(wiring.Component):
             transmitter.write_en.eq(engine.write_en),
             transmitter.start.eq(engine.send),
             transmitter.resend.eq(engine.resend),
+            transmitter.resend_previous.eq(engine.resend_previous),
             transmitter.length.eq(engine.send_length),
             engine.sending.eq(transmitter.busy),
         ]
@@ -83,5 +84,8 @@ class Top(wiring.Component):
         wiring.connect(m, engine.op, tile.op)
         m.d.comb += [tile.params.eq(engine.params), engine.tile_busy.eq(tile.busy),
                      engine.pulse.eq(tile.pulse), engine.verify_read.eq(tile.verify_read),
-                     engine.mac_cycle.eq(tile.mac_cycle)]
+                     tile.drift_index.eq(engine.drift_index), tile.read_index.eq(engine.read_index),
+                     tile.read_load.eq(engine.read_load),
+                     engine.uart_overrun.eq(uart_rx.overrun),
+                     engine.uart_framing_error.eq(uart_rx.framing_error)]
         return m

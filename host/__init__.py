@@ -7,13 +7,15 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .device import Device, DeviceInfo, Tile, open
+from .device import Device, DeviceInfo, NoiseIndices, Tile, open
 from .devices import PCM, RRAM, DeviceModel, Ideal
 from .errors import (
     DeviceClosed,
     DeviceError,
     LinkError,
     MemxbarError,
+    StaleDevice,
+    StaleState,
     Unsupported,
     UnsupportedURL,
     VersionMismatch,
@@ -27,5 +29,6 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0+unknown"
 
 __all__ = ["PCM", "RRAM", "AnalogLinear", "Device", "DeviceClosed", "DeviceError", "DeviceInfo",
-           "DeviceModel", "Ideal", "LinkError", "Mapping", "MemxbarError", "Tile", "TileConfig",
+           "DeviceModel", "Ideal", "LinkError", "Mapping", "MemxbarError", "NoiseIndices", "StaleDevice",
+           "StaleState", "Tile", "TileConfig",
            "Unsupported", "UnsupportedURL", "VersionMismatch", "__version__", "open"]

@@ -1,19 +1,34 @@
 """The host API: ``memxbar.open(url)`` -> :class:`Device` -> :class:`Tile`, for every backend."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib.metadata import entry_points
 from urllib.parse import urlsplit
 
 import numpy as np
 
 from .devices import DeviceModel, Ideal
-from .errors import DeviceClosed, Unsupported
+from .errors import DeviceClosed, LinkError, StaleDevice, StaleState, Unsupported
 from .mapping import differential_levels
 from .protocol import TileConfig, Window, lane_memory
 from .protocol.physics import ReadNoise
 from .validate import float_array, integer_array
 
-__all__ = ["Device", "DeviceInfo", "Tile", "open"]
+__all__ = ["Device", "DeviceInfo", "NoiseIndices", "Tile", "open"]
+
+
+@dataclass(frozen=True)
+class NoiseIndices:
+    """Where a tile's noise streams stand: the host owns them and every request carries them.
+
+    ``writes`` cells programmed, ``drifts`` drift calls and ``reads`` MVMs since the tile's
+    last CONFIG (:mod:`memxbar.protocol.physics`, "Noise keys"). The next programming draws
+    the noise of cell write ``writes``, the next drift call is number ``drifts + 1``, the next
+    MVM reads with index ``reads``.
+    """
+
+    writes: int = 0
+    drifts: int = 0
+    reads: int = 0
 
 
 @dataclass(frozen=True)
@@ -49,9 +64,14 @@ class Tile:
         self._device = device
         self.index = index
         self.model = Ideal(headroom=1.0)
-        self._configured = False
+        self._configured = None  # (model, seed, read_noise mode, stuck memory) of the last configure
         self._weights = None  # (shape, levels per weight unit) of the programmed matrix
+        self._lost = None  # what must be redone ("configure", "program") after a failed call, and why
         self.time = 0.0
+        #: :class:`NoiseIndices`: where the tile's noise streams stand.
+        self.indices = NoiseIndices()
+        #: Counts programmings and configurations: a holder of an older value holds stale cells.
+        self.generation = 0
 
     @property
     def config(self):
@@ -59,6 +79,29 @@ class Tile:
 
     def _backend(self):
         return self._device._backend_for_use()
+
+    def _use(self, what, allowed=()):
+        """The backend for ``what``, unless a failed call left the tile's state unknown."""
+        if self._lost is not None and self._lost[0] not in allowed:
+            redo, why = self._lost
+            steps = ("tile.configure(...) and tile.program(...)" if redo == "configure"
+                     else "tile.program(...)")
+            raise StaleState(f"tile {self.index} cannot {what}: its state is unknown since {why}; "
+                             f"call {steps} again")
+        return self._backend()
+
+    def _changing(self, redo, what, call, *args):
+        """Run a state-changing backend call; a link failure leaves the state unknown."""
+        try:
+            return call(*args)
+        except StaleDevice as error:
+            self._lost = ("configure" if self._configured else "program",
+                          "the device's epoch changed behind this host")
+            raise error from None
+        except LinkError as error:
+            if self._lost is None or self._lost[0] != "configure":
+                self._lost = (redo, f"a {what} that failed on the link ({error})")
+            raise
 
     # -- the float API --------------------------------------------------------------------------
 
@@ -98,9 +141,26 @@ class Tile:
         if stuck is not None:
             codes = integer_array("stuck", stuck, 0, 2, shape=(2, cfg.cols, cfg.rows))
             memory = np.moveaxis(lane_memory(cfg, codes[0], codes[1]), -1, 0).astype(np.int64)
+        self._configure((model, int(seed), modes[read_noise], memory))
+        self._weights = None
+
+    def _configure(self, configured):
+        """CONFIGURE: erase the tile with the given device; every noise index restarts.
+
+        The configuration is the tile's from here on, even if the link fails: programming
+        sends it again before it programs.
+        """
+        model, seed, mode, memory = configured
+        cfg = self.config
+        backend = self._use("be configured", allowed=("configure", "program"))
+        backend.reclaim()  # a device whose epoch moved behind this host is claimed again here
         program, drift = model.compile_program(cfg), model.compile_drift(cfg, 0.0)
-        self._backend().configure(self.index, int(seed), modes[read_noise], program, drift, memory)
-        self.model, self._configured, self._weights, self.time = model, True, None, 0.0
+        self.model, self._configured = model, configured
+        self._changing("configure", "configure", backend.configure, self.index, seed, mode, program,
+                       drift, memory)
+        self.time, self._lost = 0.0, None
+        self.indices = NoiseIndices()
+        self.generation += 1
 
     def _need_physics(self, what):
         if not self.config.physics:
@@ -125,12 +185,19 @@ class Tile:
         self._weights = (w.shape, scale)
 
     def _write_levels(self, g_plus, g_minus):
-        # programming happens at t = 0: the drift tables go back there first, so freshly
-        # programmed cells are read undrifted whatever drift() was called before
+        # Programming restarts the tile from its configuration (CONFIGURE erases it, loads the
+        # tables of t = 0 and restarts the noise indices), so the same seed and levels give the
+        # same conductances however often and after whatever the tile is programmed.
         if self._configured:
-            self._backend().drift(self.index, self.model.compile_drift(self.config, 0.0))
-        self._backend().program_levels(self.index, g_plus, g_minus)
-        self._weights, self.time = None, 0.0
+            self._configure(self._configured)
+        backend = self._use("be programmed", allowed=("program",))
+        backend.reclaim()
+        cells = self.config.lanes * self.config.words_per_lane
+        self._changing("program", "programming", backend.program_levels, self.index, g_plus, g_minus,
+                       self.indices.writes)
+        self.indices = replace(self.indices, writes=self.indices.writes + cells)
+        self._weights, self.time, self._lost = None, 0.0, None
+        self.generation += 1
 
     def drift(self, t):
         """Move the programmed cells to ``t`` seconds after programming (each cell its own nu).
@@ -143,8 +210,15 @@ class Tile:
         if not np.isfinite(t) or t < 0:
             raise ValueError(f"t must be a finite time >= 0 seconds since programming, not {t!r}")
         self._need_physics("drift")
-        if self._configured:
-            self._backend().drift(self.index, self.model.compile_drift(self.config, float(t)))
+        if not self._configured:
+            raise StaleState(f"tile {self.index} has no device model to drift: call "
+                             f"tile.configure(model, seed=...) and tile.program(W) first (this host has not "
+                             f"configured it since it opened the device)")
+        backend = self._use("drift")
+        drifts = self.indices.drifts + 1
+        self._changing("program", "drift", backend.drift, self.index,
+                       self.model.compile_drift(self.config, float(t)), drifts)
+        self.indices = replace(self.indices, drifts=drifts)
         self.time = float(t)
 
     def conductances(self):
@@ -156,7 +230,7 @@ class Tile:
         cfg = self.config
         outs, ins = self._weights[0] if self._weights else (cfg.cols, cfg.rows)
         lsb = self.model.lsb(cfg)
-        g_plus, g_minus = self._backend().levels(self.index)
+        g_plus, g_minus = self._use("be read").levels(self.index)
         return g_plus[:outs, :ins] * lsb, g_minus[:outs, :ins] * lsb
 
     def matvec(self, x):
@@ -174,17 +248,31 @@ class Tile:
         peak = np.abs(batch).max(axis=1, keepdims=True)
         safe = np.where(peak > 0, peak, 1.0)
         codes = np.round(batch / safe * cfg.x_max).astype(np.int64)
-        y = self._backend().run_codes(self.index, codes, Window(0, ins, 0, outs)).astype(np.float64)
+        y = self._run(codes, Window(0, ins, 0, outs)).astype(np.float64)
         y *= 2.0**cfg.adc_shift * safe / (cfg.x_max * scale)
         return y.reshape(*x.shape[:-1], outs)
 
     def _programmed(self):
+        self._use("run MVMs")  # a tile whose state is unknown says so before anything else
         if self._weights is None:
             raise ValueError("the tile holds no weights: call tile.program(W) first")
         return self._weights
 
+    def _run(self, codes, window):
+        """RUN at the tile's read index; the index moves on whether or not the link delivered,
+        so the next RUN draws what ``model://`` draws for it."""
+        backend = self._use("run MVMs")
+        reads = self.indices.reads
+        self.indices = replace(self.indices, reads=reads + len(codes))
+        try:
+            return backend.run_codes(self.index, codes, window, reads)
+        except StaleDevice:
+            self._lost = ("configure" if self._configured else "program",
+                          "the device's epoch changed behind this host")
+            raise
+
     def counters(self):
-        """This tile's event counters (``model://``)."""
+        """This tile's event counters."""
         return self._backend().tile_counters(self.index)
 
     # -- the code API ---------------------------------------------------------------------------
@@ -210,7 +298,7 @@ class Tile:
         window.check(cfg)
         x = integer_array("x_codes", x_codes, -cfg.x_max, cfg.x_max, last_dim=window.rows)
         batch = x.reshape(-1, window.rows)
-        codes = self._backend().run_codes(self.index, batch, window)
+        codes = self._run(batch, window)
         return codes.reshape(*x.shape[:-1], window.cols)
 
 

@@ -1,7 +1,7 @@
 """Exceptions a memxbar user can meet, each with a message that says what to do."""
 
-__all__ = ["DeviceClosed", "DeviceError", "LinkError", "MemxbarError", "Unsupported", "UnsupportedURL",
-           "VersionMismatch"]
+__all__ = ["DeviceClosed", "DeviceError", "LinkError", "MemxbarError", "StaleDevice", "StaleState",
+           "Unsupported", "UnsupportedURL", "VersionMismatch"]
 
 
 class MemxbarError(Exception):
@@ -42,3 +42,23 @@ class DeviceError(MemxbarError):
 
 class VersionMismatch(MemxbarError):
     """Host and device disagree on the protocol or the build; the message says what to rebuild."""
+
+
+class StaleDevice(DeviceError):
+    """The device's epoch is not the one this host holds: it was reset, power-cycled, reflashed,
+    or claimed by another client since this host last configured it; its tiles must be
+    configured and programmed again."""
+
+    def __init__(self, command, status, device_epoch, host_epoch):
+        super().__init__(command, status)
+        self.device_epoch, self.host_epoch = device_epoch, host_epoch
+        self.args = (f"the device's state changed behind this host (device epoch {device_epoch}, this "
+                     f"host's {host_epoch}): it was reset, power-cycled, reflashed or claimed by another "
+                     f"client. Configure and program the tile again (tile.configure(...), tile.program(...)) "
+                     f"or open the device again",)
+
+
+class StaleState(MemxbarError):
+    """A tile, or a mapped layer, no longer holds the state its user assumes (a call that
+    changes it failed on the link, or another owner reprogrammed it); the message says what
+    to redo."""

@@ -2,14 +2,15 @@
 
 Works on anything with pyserial's port interface (``read``, ``write``, ``timeout``,
 ``write_timeout``, ``close``): a serial port, ``socket://`` to the simulator, ``loop://``.
-Every command is safe to retry: the device answers a repeated SEQ with its cached reply.
+Every command is safe to retry: the device answers a repeated SEQ of its last two requests
+with the cached reply, and a request that draws noise carries its noise index.
 """
 
 import time
 
 import serial
 
-from .errors import DeviceError, LinkError, VersionMismatch
+from .errors import DeviceError, LinkError, StaleDevice, VersionMismatch
 from .protocol.frames import REPLY, Command, FrameError, Status, decode_frame, encode_frame
 
 __all__ = ["Link"]
@@ -28,7 +29,17 @@ class Link:
         Extra attempts after a lost or corrupted reply.
     clock : callable
         Monotonic seconds; tests pass a virtual clock.
+
+    Attributes
+    ----------
+    epoch : int
+        The device epoch this host holds (:mod:`memxbar.protocol.frames`); every request
+        carries it, and every OK reply updates it.
     """
+
+    #: Longest a single port read blocks: set once on the port (changing a serial port's
+    #: timeout reconfigures it), the reply deadline is kept here.
+    POLL = 0.02
 
     def __init__(self, port, timeout=1.0, retries=3, clock=time.monotonic):
         if not timeout > 0:
@@ -40,6 +51,8 @@ class Link:
         self.retries = retries
         self.clock = clock
         self.port.write_timeout = timeout
+        self.port.timeout = min(timeout, self.POLL)
+        self.epoch = 0
         self._seq = 0
         self._buffer = bytearray()
         self.attempts = 0  # requests sent, retries included
@@ -59,6 +72,15 @@ class Link:
         """
         requests = list(requests)
         results = [None] * len(requests)
+        try:
+            self._pipeline(requests, results, window)
+        except LinkError as error:
+            # how many requests from the first on got their reply: the caller may resume there
+            error.done = next(i for i, result in enumerate(results) if result is None)
+            raise
+        return results
+
+    def _pipeline(self, requests, results, window):
         in_flight = []  # [index, command, seq, frame]
         sent = 0
         while sent < len(requests) or in_flight:
@@ -78,12 +100,11 @@ class Link:
                 in_flight = []
                 continue
             results[index] = self._check(command, *reply)
-        return results
 
     def _request(self, command, payload):
         seq, self._seq = self._seq, (self._seq + 1) % 256
         # A leading delimiter ends whatever partial frame the device may be holding.
-        return command, seq, b"\x00" + encode_frame(command, seq, payload)
+        return command, seq, b"\x00" + encode_frame(command, seq, payload, epoch=self.epoch)
 
     def _exchange(self, command, seq, frame, attempts):
         for _ in range(attempts):
@@ -100,17 +121,22 @@ class Link:
         if status == Status.VERSION:
             raise VersionMismatch(f"the device does not speak protocol {fields['version']}; "
                                   "rebuild and reflash it with this memxbar version")
+        if status == Status.STATE and _opcode(command) != Command.HELLO.value:
+            raise StaleDevice(command, status, fields["epoch"], self.epoch)
         if status != Status.OK:
             raise DeviceError(command, status)
+        self.epoch = fields["epoch"]  # moved on by CONFIGURE or a claim
         return payload
 
     def close(self):
         self.port.close()
 
     def _write(self, data):
+        # no flush(): tcdrain has no timeout, and the reply's deadline bounds the wait anyway
         try:
-            self.port.write(data)
-            self.port.flush()
+            written = self.port.write(data)
+            if written is not None and written != len(data):
+                raise LinkError(f"the port took {written} of {len(data)} bytes within {self.timeout:g} s")
             self.bytes_sent += len(data)
         except serial.SerialTimeoutException:
             raise LinkError(f"writing to the port took longer than {self.timeout:g} s") from None
@@ -133,10 +159,8 @@ class Link:
     def _read_frame(self, deadline):
         """Bytes up to the next delimiter, or ``None`` at the deadline."""
         while (end := self._buffer.find(0)) < 0:
-            remaining = deadline - self.clock()
-            if remaining <= 0:
+            if deadline - self.clock() <= 0:
                 return None
-            self.port.timeout = remaining
             try:
                 chunk = self.port.read(max(1, self.port.in_waiting))
             except (serial.SerialException, OSError) as error:

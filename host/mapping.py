@@ -19,11 +19,13 @@ Each block runs as an MVM over its :class:`memxbar.protocol.Window` of the array
 outside it are 0, so the other blocks' cells, however noisy, add nothing.
 """
 
+import copy
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import StaleState
 from .protocol import Window
 from .validate import float_array
 
@@ -130,6 +132,7 @@ class Mapping:
         self.time = 0.0
         self._pages = []
         self._resident = {}  # tile index -> page programmed on it
+        self._generation = {}  # tile index -> the tile's generation right after this mapping programmed it
         self._configured = set()
         self._programmed = False
 
@@ -147,9 +150,14 @@ class Mapping:
         pieces = [(in0, out0, min(cfg.rows, w.shape[1] - in0), min(cfg.cols, w.shape[0] - out0))
                   for in0 in range(0, w.shape[1], cfg.rows) for out0 in range(0, w.shape[0], cfg.cols)]
         blocks = {}
-        for in0, out0, ins, outs in sorted(pieces, key=lambda p: -p[2] * p[3]):  # largest first packs tighter
-            page, row0, col0 = self._place(ins, outs, w.shape)
-            blocks[in0, out0] = Block(page, row0, col0, in0, out0, ins, outs)
+        pages = copy.deepcopy(self._pages)  # a refused matrix leaves no block placed
+        try:
+            for in0, out0, ins, outs in sorted(pieces, key=lambda p: -p[2] * p[3]):  # largest first packs tighter
+                page, row0, col0 = self._place(ins, outs, w.shape)
+                blocks[in0, out0] = Block(page, row0, col0, in0, out0, ins, outs)
+        except ValueError:
+            self._pages = pages
+            raise
         layer.blocks = [blocks[in0, out0] for in0, out0, _, _ in pieces]  # partial sums in a fixed order
         layer.scales = [differential_levels(w[b.weights], layer._top)[2] for b in layer.blocks]
         self.layers.append(layer)
@@ -197,8 +205,8 @@ class Mapping:
     def drift(self, t):
         """All tiles to ``t`` seconds after programming; compensations are read again."""
         self._need_programmed()
-        for tile in self._resident:
-            self.device.tile(tile).drift(t)
+        for page in list(self._resident.values()):
+            self._tile_for(page).drift(t)
         self.time = float(t)
         for layer in self.layers:
             layer._reference(baseline=False)
@@ -221,12 +229,18 @@ class Mapping:
         if self.time > 0:
             tile.drift(self.time)
         self._resident[tile.index] = page
+        self._generation[tile.index] = tile.generation
 
     def _tile_for(self, page):
-        tile = page % self.device.info.tiles
-        if self._resident.get(tile) != page:
+        index = page % self.device.info.tiles
+        if self._resident.get(index) != page:
             self._load(page)
-        return self.device.tile(tile)
+        tile = self.device.tile(index)
+        if tile.generation != self._generation[index]:
+            raise StaleState(f"tile {index} was programmed again since this mapping programmed it "
+                             f"(by another Mapping, or tile.program/configure): its cells hold other "
+                             f"weights now; call mapping.program() again")
+        return tile
 
     def _need_programmed(self):
         if not self.layers or not self._programmed:

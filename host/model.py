@@ -119,8 +119,9 @@ class TileModel:
 
     # -- programming, drift --------------------------------------------------------------------
 
-    def program_levels(self, g_plus, g_minus):
-        """Program every cell to targets ``(cols, rows)``, in memory order (lane, then word).
+    def program_levels(self, g_plus, g_minus, write_index=None):
+        """Program every cell to targets ``(cols, rows)``, in memory order (lane, then word),
+        the first cell with cell-write index ``write_index`` (``None``: this model's count).
 
         A build without physics has no device engine: the levels are written as they are.
         """
@@ -131,15 +132,21 @@ class TileModel:
         targets[1][real] = np.asarray(g_minus)[self._cols[real], self._rows[real]]
         cells = np.arange(self._cell.size)
         if cfg.physics:
-            self.program_cells(cells, targets.reshape(2, -1))
+            self.program_cells(cells, targets.reshape(2, -1), write_index)
         else:
             self.write_levels(cells, targets.reshape(2, -1))
             self.counters["cell_writes"] += cells.size
 
-    def program_cells(self, cells, targets):
+    def program_cells(self, cells, targets, write_index=None):
         """Program memory cells ``cells`` (``lane * words_per_lane + word``) in that order to
-        ``targets`` ``(2, len(cells))``, as WRITE TARGETS does."""
+        ``targets`` ``(2, len(cells))``, as WRITE TARGETS does.
+
+        ``write_index`` is the cell-write noise index of the first cell (the request carries
+        it); ``None`` continues this model's own count.
+        """
         cells = np.asarray(cells, dtype=np.int64)
+        if write_index is not None:
+            self.writes = write_index
         self._program(cells, np.asarray(targets, dtype=np.int64))
         self._settle(cells)
 
@@ -193,11 +200,15 @@ class TileModel:
         self.writes += count
         self.counters["cell_writes"] += count
 
-    def drift(self, tables):
-        """A drift call: load the tables of a new time and move every cell there."""
+    def drift(self, tables, drift_index=None):
+        """A drift call: load the tables of a new time and move every cell there.
+
+        ``drift_index`` is the drift call's noise index (the request carries it; the first
+        call after CONFIG is 1); ``None`` continues this model's own count.
+        """
         if not self.config.physics:
             raise Unsupported("this tile was built without physics (an ideal tile): no drift")
-        self.drifts += 1
+        self.drifts = self.drifts + 1 if drift_index is None else drift_index
         self._load_drift(tables)
         self._settle()
 
@@ -237,9 +248,15 @@ class TileModel:
         """Levels right after programming, before drift and read noise."""
         return self._as_cells(self.g_prog[0]), self._as_cells(self.g_prog[1])
 
-    def run_codes(self, x_codes):
-        """MVMs of a batch ``(batch, rows)`` -> ADC codes ``(batch, cols)``; read indices advance."""
+    def run_codes(self, x_codes, read_index=None):
+        """MVMs of a batch ``(batch, rows)`` -> ADC codes ``(batch, cols)``.
+
+        MVM ``b`` draws the noise of read ``read_index + b`` (the request carries the index);
+        ``None`` continues this model's own count.
+        """
         cfg = self.config
+        if read_index is not None:
+            self.reads = read_index
         x = np.asarray(x_codes, dtype=np.int64)
         batch = x.shape[0]
         g_plus, g_minus = self.levels()

@@ -25,6 +25,7 @@ from .protocol.frames import (
     decode_frame,
     encode_frame,
     hello_fields,
+    next_epoch,
     struct_bytes,
     struct_fields,
 )
@@ -62,7 +63,8 @@ class ReferenceDevice:
                        Table.NU_MEAN: list(program.nu_mean), Table.NU_SIGMA: list(program.nu_sigma),
                        Table.DRIFT: list(drift.drift), Table.READ_SIGMA: list(drift.read_sigma)}
         self.counters = dict.fromkeys(Counters.as_shape().members, 0)
-        self._last = None  # (seq, command, reply frame) for replays
+        self.epoch = 0  # power-up: unclaimed
+        self._replies = []  # the last two (seq, command, reply frame), oldest first, for replays
         self._partial = bytearray()
 
     def receive(self, data):
@@ -98,11 +100,12 @@ class ReferenceDevice:
             return b""
         self.counters["frames_ok"] += 1
         seq, command = fields["seq"], fields["command"]
-        if self._last is not None and self._last[:2] == (seq, command):
-            return self._last[2]
+        for cached in self._replies:
+            if cached[:2] == (seq, command):
+                return cached[2]
         status, reply = self._execute(fields, payload)
-        frame = encode_frame(command & 0x7F, seq, reply, status=status, reply=True)
-        self._last = (seq, command, frame)
+        frame = encode_frame(command & 0x7F, seq, reply, status=status, reply=True, epoch=self.epoch)
+        self._replies = [*self._replies[-1:], (seq, command, frame)]
         return frame
 
     def _execute(self, fields, payload):
@@ -112,7 +115,13 @@ class ReferenceDevice:
             return Status.LEN, b""
         command = fields["command"]
         if command == Command.HELLO.value:
+            if len(payload) not in (0, 2):
+                return Status.LEN, b""
+            if len(payload) == 2:  # a claim: this host's view of the device starts here
+                self.epoch = int.from_bytes(payload, "little")
             return Status.OK, self.hello()
+        if fields["epoch"] != self.epoch:
+            return Status.STATE, b""
         if command in (Command.WRITE.value, Command.READ.value, Command.CHECKSUM.value):
             return self._access(command, payload)
         if command == Command.RUN.value:
@@ -120,7 +129,7 @@ class ReferenceDevice:
         if command == Command.CONFIG.value:
             return self._config(payload)
         if command == Command.COUNTERS.value:
-            for name in ("cycles", "write_pulses", "verify_reads"):
+            for name in ("write_pulses", "verify_reads"):
                 self.counters[name] = self.model.counters[name]
             return Status.OK, struct_bytes(Counters, **self.counters)
         if command == Command.RESET.value:
@@ -159,7 +168,7 @@ class ReferenceDevice:
             if region == Region.LEVELS.value:
                 self.model.write_levels(cells, pairs)
             else:
-                self.model.program_cells(cells, pairs)
+                self.model.program_cells(cells, pairs, a["index"])
             self.counters["cell_writes"] += count
             return Status.OK, b""
         if len(payload) != ACCESS_BYTES:
@@ -224,12 +233,11 @@ class ReferenceDevice:
                                 verify_max=p.verify_max)
         drift = DriftTables(drift=tuple(t[Table.DRIFT]), read_sigma=tuple(t[Table.READ_SIGMA]),
                             var_shift=p.var_shift, out_var=p.out_var)
-        mode = ReadNoise(p.read_noise)
         if c["op"] == EngineOp.CONFIGURE.value:
-            self.model.configure(p.seed, mode, program, drift)
-        else:  # the gateware reads its scalars afresh for every operation
-            self.model.seed, self.model.read_noise, self.model.program_tables = p.seed, mode, program
-            self.model.drift(drift)
+            self.model.configure(p.seed, ReadNoise(p.read_noise), program, drift)
+            self.epoch = next_epoch(self.epoch)
+        else:  # DRIFT takes the drift scalars only: seed, mode and programming stay
+            self.model.drift(drift, c["index"])
         self.model.mvm_noise = bool(p.mvm_noise)  # as the host sent it, like the gateware
         return Status.OK, b""
 
@@ -249,12 +257,9 @@ class ReferenceDevice:
         if (batch == 0 or len(payload) != RUN_BYTES + batch * window.rows
                 or batch * 2 * window.cols > self.max_payload):
             return Status.LEN, b""
-        raw = np.frombuffer(payload[RUN_BYTES:], dtype=np.uint8).astype(np.int64)
-        # the DAC takes the low dac_bits of each byte as two's complement
-        half = 1 << (cfg.dac_bits - 1)
-        x = ((raw + half) % (2 * half) - half).reshape(batch, window.rows)
-        codes = window.outputs(self.model.run_codes(window.pad(cfg, x)))
+        x = np.frombuffer(payload[RUN_BYTES:], dtype=np.int8).astype(np.int64).reshape(batch, window.rows)
+        if x.size and np.abs(x).max() > cfg.x_max:  # the DAC's range, checked before any effect
+            return Status.RANGE, b""
+        codes = window.outputs(self.model.run_codes(window.pad(cfg, x), r["index"]))
         self.counters["mvms"] += batch
-        self.counters["macs"] += batch * cfg.rows * cfg.cols
-        self.counters["adc_conversions"] += batch * cfg.cols
         return Status.OK, codes.astype("<i2").tobytes()

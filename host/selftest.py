@@ -65,7 +65,7 @@ def selftest(url, matrices=8, seed=1, say=print, **options):
 
         x = rng.integers(-cfg.x_max, cfg.x_max + 1, (32, cfg.rows))
         start = time.perf_counter()
-        backend.run_codes(0, x, Window.full(cfg))
+        backend.run_codes(0, x, Window.full(cfg), 0)
         mvm_seconds = time.perf_counter() - start
 
         backend.link.transact(Command.RESET)  # counters from 0, as the fresh model's

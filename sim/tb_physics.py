@@ -78,7 +78,7 @@ class PhysicsTB:
             if not self.dut.busy.value:
                 return
 
-    async def load(self, seed, mode, program, drift, op):
+    async def load(self, seed, mode, program, drift, op, drift_index=0):
         layout = table_write_layout(self.cfg)
         # a drift call loads only the time-dependent tables
         tables = table_entries(program if op == EngineOp.CONFIGURE else None, drift)
@@ -86,10 +86,12 @@ class PhysicsTB:
         await self.table.send(entries, pause_cycle([0, 0, 1]))
         await FallingEdge(self.dut.clk)
         self.dut.params.value = pack(Params, **params_fields(seed, mode, program, drift))
+        self.dut.drift_index.value = drift_index
         await self.op.send([op.value])
         await self.idle()
 
-    async def program(self, g_plus, g_minus):
+    async def program(self, g_plus, g_minus, first_write):
+        """Program every cell, in memory order; cell ``k`` draws the noise of write ``first_write + k``."""
         cfg = self.cfg
         cols, rows = np.indices(g_plus.shape)
         lanes, words = cell_address(cfg, rows, cols)
@@ -97,7 +99,8 @@ class PhysicsTB:
         targets[0, lanes, words], targets[1, lanes, words] = g_plus, g_minus
         layout = target_layout(cfg)
         commands = [pack(layout, lane=lane, word=word, t_plus=int(targets[0, lane, word]),
-                         t_minus=int(targets[1, lane, word]))
+                         t_minus=int(targets[1, lane, word]),
+                         index=first_write + lane * cfg.words_per_lane + word)
                     for lane in range(cfg.lanes) for word in range(cfg.words_per_lane)]
         await self.program_port.send(commands, pause_cycle([0, 1, 0, 0]))
         await self.idle()
@@ -158,19 +161,20 @@ async def device_physics_bit_exact(dut):
         shape = (cfg.cols, cfg.rows)
         g_plus, g_minus = tb.rng.integers(0, top + 1, shape), tb.rng.integers(0, top + 1, shape)
         started = tb.cycle
-        await tb.program(g_plus, g_minus)
+        first_write = int(tb.rng.integers(0, 2**31))  # the host's count, whatever it is
+        await tb.program(g_plus, g_minus, first_write)
         report[f"{mode.name} program cycles per cell"] = (tb.cycle - started) / cfg.cells
-        tb.model.program_levels(g_plus, g_minus)
+        tb.model.program_levels(g_plus, g_minus, first_write)
         await tb.check_levels(f"{mode.name} after programming")
         for batch in (1, 3):
             await tb.check_mvms(f"{mode.name} at t=0", batch)
 
-        for t in (3600.0, 86400.0 * 30):
+        for call, t in enumerate((3600.0, 86400.0 * 30)):
             drift = device.compile_drift(cfg, t)
             started = tb.cycle
-            await tb.load(seed, mode, program, drift, EngineOp.DRIFT)
+            await tb.load(seed, mode, program, drift, EngineOp.DRIFT, drift_index=5 + call)
             report[f"{mode.name} drift cycles per cell (with table load)"] = (tb.cycle - started) / cfg.cells
-            tb.model.drift(drift)
+            tb.model.drift(drift, 5 + call)
             await tb.check_levels(f"{mode.name} at t={t:.0f} s")
             await tb.check_mvms(f"{mode.name} at t={t:.0f} s", 2)
         if tb.model.drift_tables.out_var:  # fresh noise on every read

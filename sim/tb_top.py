@@ -50,6 +50,7 @@ class TopTB:
         self.rng = np.random.default_rng(11)
         self.ref = ReferenceDevice(self.cfg, self.max_payload)
         self.seq = 0
+        self.epoch = 0  # the device's, as its last OK reply said
         baud = 1e9 / (self.divisor * CLOCK_NS)
         dut.rx.value = 1
         self.source = UartSource(dut.rx, baud=baud)
@@ -94,15 +95,24 @@ class TopTB:
         else:
             assert got == want, (f"RTL {decode_frame(got[:-1])} != reference "
                                  f"{decode_frame(want[:-1])}")
+        if got_fields["status"] == Status.OK.value:
+            self.epoch = got_fields["epoch"]
         return got_fields, got_payload
 
     async def command(self, command, payload=b"", seq=None, **kwargs):
         if seq is None:
             seq, self.seq = self.seq, (self.seq + 1) % 256
+        kwargs.setdefault("epoch", self.epoch)
         return await self.exchange(encode_frame(command, seq, payload, **kwargs))
 
-    def access(self, lane, word, count, region=Region.LEVELS.value, tile=0):
-        return struct_bytes(Access, region=region, tile=tile, lane=lane, word=word, count=count)
+    async def ok(self, command, payload=b"", **kwargs):
+        """``command``, asserting the device (and so the reference) answered OK."""
+        fields, reply = await self.command(command, payload, **kwargs)
+        assert fields["status"] == Status.OK.value, (command, fields)
+        return reply
+
+    def access(self, lane, word, count, region=Region.LEVELS.value, tile=0, index=0):
+        return struct_bytes(Access, region=region, tile=tile, lane=lane, word=word, count=count, index=index)
 
     async def tables(self, program, drift):
         """WRITE TABLE every entry, in frames that fit."""
@@ -110,17 +120,18 @@ class TopTB:
             fields, _ = await self.command(Command.WRITE, payload)
             assert fields["status"] == Status.OK.value
 
-    async def program(self, g_plus, g_minus, region=Region.LEVELS.value):
-        """WRITE every lane, in chunks that fit a frame."""
+    async def program(self, g_plus, g_minus, region=Region.LEVELS.value, first_write=0):
+        """WRITE every lane, in chunks that fit a frame; TARGETS cells draw the noise of cell
+        writes ``first_write`` on, in memory order."""
         cfg = self.cfg
         memory = lane_memory(cfg, g_plus, g_minus)
         chunk = (self.max_payload - len(self.access(0, 0, 0))) // 2
         for lane in range(cfg.lanes):
             for word in range(0, cfg.words_per_lane, chunk):
                 cells = memory[lane, word:word + chunk]
-                fields, _ = await self.command(Command.WRITE, self.access(lane, word, len(cells), region)
-                                               + cells.tobytes())
-                assert fields["status"] == Status.OK.value
+                index = first_write + lane * cfg.words_per_lane + word
+                await self.ok(Command.WRITE, self.access(lane, word, len(cells), region, index=index)
+                              + cells.tobytes())
 
     async def checksums(self):
         """The CRC-32 of every lane's memory, as CHECKSUM reports it."""
@@ -133,9 +144,9 @@ class TopTB:
         return (self.rng.integers(0, self.cfg.g_max + 1, shape),
                 self.rng.integers(0, self.cfg.g_max + 1, shape))
 
-    def run_head(self, batch, window=None, tile=0):
+    def run_head(self, batch, window=None, tile=0, index=0):
         window = Window.full(self.cfg) if window is None else window
-        return struct_bytes(Run, tile=tile, batch=batch, **window._asdict())
+        return struct_bytes(Run, tile=tile, batch=batch, index=index, **window._asdict())
 
     def random_window(self):
         cfg, rng = self.cfg, self.rng
@@ -143,10 +154,10 @@ class TopTB:
         return Window(row0, int(rng.integers(1, cfg.rows - row0 + 1)),
                       col0, int(rng.integers(1, cfg.cols - col0 + 1)))
 
-    def run_payload(self, batch, window=None):
+    def run_payload(self, batch, window=None, index=0):
         window = Window.full(self.cfg) if window is None else window
         x = self.rng.integers(-self.cfg.x_max, self.cfg.x_max + 1, (batch, window.rows))
-        return self.run_head(batch, window) + x.astype(np.int8).tobytes()
+        return self.run_head(batch, window, index=index) + x.astype(np.int8).tobytes()
 
 
 @cocotb.test(timeout_time=TIMEOUT_MS, timeout_unit="ms")
@@ -186,30 +197,36 @@ async def device_physics_commands_match_the_reference_device(dut):
     modes = os.environ.get("MEMXBAR_TB_MODES", "PER_READ,FROZEN").split(",")
     for mode in (ReadNoise[name] for name in modes):
         await tb.tables(program, drift)
-        fields, _ = await tb.command(Command.CONFIG, config_payload(
+        epoch = tb.epoch
+        await tb.ok(Command.CONFIG, config_payload(
             op=EngineOp.CONFIGURE.value, params=params_fields(99, mode, program, drift)))
-        assert fields["status"] == Status.OK.value
+        assert tb.epoch not in (0, epoch), "CONFIGURE moves the epoch on"
         marks = tb.rng.integers(0, 3, (2, min(cfg.words_per_lane, 9)))
-        fields, _ = await tb.command(Command.WRITE, tb.access(0, 0, marks.shape[1], region=Region.STUCK.value)
-                                     + (marks[0] | marks[1] << 2).astype(np.uint8).tobytes())
-        assert fields["status"] == Status.OK.value
+        await tb.ok(Command.WRITE, tb.access(0, 0, marks.shape[1], region=Region.STUCK.value)
+                    + (marks[0] | marks[1] << 2).astype(np.uint8).tobytes())
         top = device.target_max(cfg)
         targets = tb.rng.integers(0, top + 1, (2, cfg.cols, cfg.rows))
-        await tb.program(*targets, region=Region.TARGETS.value)
+        await tb.program(*targets, region=Region.TARGETS.value, first_write=17)
         for lane in range(cfg.lanes):
-            await tb.command(Command.READ, tb.access(lane, 0, min(cfg.words_per_lane, tb.max_payload // 2)))
+            await tb.ok(Command.READ, tb.access(lane, 0, min(cfg.words_per_lane, tb.max_payload // 2)))
+        reads = 0
         for batch in (1, min(3, tb.max_payload // (2 * cfg.cols))):
-            fields, _ = await tb.command(Command.RUN, tb.run_payload(batch))
-            assert fields["status"] == Status.OK.value
-        fields, _ = await tb.command(Command.RUN, tb.run_payload(2, tb.random_window()))
-        assert fields["status"] == Status.OK.value
+            await tb.ok(Command.RUN, tb.run_payload(batch, index=reads))
+            reads += batch
+        await tb.ok(Command.RUN, tb.run_payload(2, tb.random_window(), index=reads))
+        # the host owns the read index: the same RUN twice (two SEQs) draws the same noise,
+        # and a RUN after one the device never saw draws what its index says
+        again = tb.run_payload(2, index=5)
+        assert await tb.ok(Command.RUN, again) == await tb.ok(Command.RUN, again)
+        await tb.ok(Command.RUN, tb.run_payload(1, index=41))
         later = device.compile_drift(cfg, 86400.0)
         await tb.tables(None, later)
-        await tb.command(Command.CONFIG, config_payload(
-            op=EngineOp.DRIFT.value, params=params_fields(99, mode, program, later)))
+        # a DRIFT carrying another seed keeps CONFIGURE's: RTL and reference alike
+        await tb.ok(Command.CONFIG, config_payload(
+            op=EngineOp.DRIFT.value, params=params_fields(1234, mode, program, later), index=3))
         await tb.checksums()
-        await tb.command(Command.RUN, tb.run_payload(2))
-        await tb.command(Command.COUNTERS)
+        await tb.ok(Command.RUN, tb.run_payload(2, index=42))
+        await tb.ok(Command.COUNTERS)
 
 
 @cocotb.test(timeout_time=TIMEOUT_MS, timeout_unit="ms")
@@ -268,6 +285,13 @@ async def bad_requests_get_status_and_leave_memory_untouched(dut):
         (Command.CONFIG, config_payload(op=2), Status.RANGE),
         (Command.CONFIG, config_payload(op=0, tile=1), Status.RANGE),
         (0x55, b"", Status.UNKNOWN_CMD),
+        # inputs outside the DAC's +-x_max: the byte is never taken modulo 2**dac_bits
+        (Command.RUN, tb.run_head(1, Window(0, 1, 0, 1)) + bytes([cfg.x_max + 1]), Status.RANGE),
+        (Command.RUN, tb.run_head(1, Window(0, 1, 0, 1)) + np.int8(-cfg.x_max - 1).tobytes(),
+         Status.RANGE),
+        (Command.RUN, tb.run_head(2, Window(0, 2, 0, 1)) + bytes([1, 2, 3, 127]), Status.RANGE),
+        (Command.HELLO, b"\x01", Status.LEN),
+        (Command.READ, tb.access(0, 0, 1), Status.STATE, {"epoch": tb.epoch ^ 1}),  # a stale host
     ]
     if cfg.g_bits < 8:
         bad.append((Command.WRITE, tb.access(0, 0, 2) + bytes([1, 2, 1 << cfg.g_bits, 0]),
@@ -279,8 +303,8 @@ async def bad_requests_get_status_and_leave_memory_untouched(dut):
     batch = tb.max_payload // 2 + 1  # one output a vector, but 2 bytes each: the reply is too long
     if RUN_BYTES + batch <= tb.max_payload:
         bad.append((Command.RUN, tb.run_payload(batch, Window(0, 1, 0, 1)), Status.LEN))
-    for command, payload, status in bad:
-        fields, _ = await tb.command(command, payload)
+    for command, payload, status, *options in bad:
+        fields, _ = await tb.command(command, payload, **(options[0] if options else {}))
         assert fields["status"] == status.value, (command, payload[:8].hex(), fields)
     fields, _ = await tb.command(Command.HELLO, version=PROTOCOL_VERSION - 1)
     assert fields["status"] == Status.VERSION.value
@@ -293,16 +317,37 @@ async def bad_requests_get_status_and_leave_memory_untouched(dut):
 async def replayed_seq_returns_the_cached_reply_without_executing(dut):
     tb = TopTB(dut)
     await tb.reset()
-    await tb.command(Command.RESET)
+    await tb.ok(Command.RESET)
     levels = tb.random_levels()
     await tb.program(*levels)
     payload = tb.access(0, 0, 1) + b"\x01\x00"
     first = await tb.command(Command.WRITE, payload, seq=77)
     again = await tb.command(Command.WRITE, payload, seq=77)  # the reference checks equal bytes
     assert first == again
-    _, counters = await tb.command(Command.COUNTERS)
-    fields = struct_fields(Counters, counters)
-    assert fields["cell_writes"] == tb.cfg.lanes * tb.cfg.words_per_lane + 1
+    # two requests in flight, the first reply lost: its retry is answered from the cache,
+    # so nothing executes twice (the reference device checks the reply bytes)
+    run = tb.run_payload(1)
+    first = await tb.command(Command.RUN, run, seq=80)
+    await tb.command(Command.WRITE, payload, seq=81)
+    assert await tb.command(Command.RUN, run, seq=80) == first
+    fields = struct_fields(Counters, await tb.ok(Command.COUNTERS))
+    assert fields["cell_writes"] == tb.cfg.lanes * tb.cfg.words_per_lane + 2
+    assert fields["mvms"] == 1
+
+
+@cocotb.test(timeout_time=TIMEOUT_MS, timeout_unit="ms")
+async def a_claimed_device_refuses_a_stale_host(dut):
+    tb = TopTB(dut)
+    await tb.reset()
+    await tb.ok(Command.HELLO, (0x1234).to_bytes(2, "little"))
+    assert tb.epoch == 0x1234
+    await tb.program(*tb.random_levels())
+    fields, _ = await tb.command(Command.READ, tb.access(0, 0, 1), epoch=0x4321)  # another client's view
+    assert fields["status"] == Status.STATE.value and fields["epoch"] == 0x1234
+    await tb.reset()  # a reset device is unclaimed again: the host's epoch is refused
+    tb.ref.epoch, tb.ref._replies = 0, []  # what the reset did to the engine's registers
+    fields, _ = await tb.command(Command.READ, tb.access(0, 0, 1), epoch=0x1234)
+    assert fields["status"] == Status.STATE.value and fields["epoch"] == 0
 
 
 @cocotb.test(timeout_time=TIMEOUT_MS, timeout_unit="ms")
@@ -318,11 +363,50 @@ async def garbage_and_cut_frames_are_dropped(dut):
         assert fields["status"] == Status.OK.value
 
 
-def config_payload(op, tile=0, params=None):
-    return struct_bytes(Config, tile=tile, op=op, params=params or {})
+def config_payload(op, tile=0, params=None, index=0):
+    return struct_bytes(Config, tile=tile, op=op, params=params or {}, index=index)
 
 
 def _with_length(command, seq, payload, length):
     """A valid frame whose LEN field lies about its payload."""
-    body = struct.pack("<BBBBH", PROTOCOL_VERSION, command.value, seq, 0, length) + payload
+    body = struct.pack("<BBBBHH", PROTOCOL_VERSION, command.value, seq, 0, 0, length) + payload
     return cobs.encode(body + struct.pack("<I", zlib.crc32(body))) + b"\x00"
+
+
+@cocotb.test(timeout_time=TIMEOUT_MS, timeout_unit="ms")
+async def uart_errors_are_counted(dut):
+    """A low stop bit is a framing error; bytes arriving while both frame buffers are full are
+    overruns: both dropped, counted in COUNTERS, and the device answers afterwards."""
+    tb = TopTB(dut)
+    await tb.reset()
+    bit = tb.divisor * CLOCK_NS
+    for level in [0, 1, 0, 1, 0, 1, 0, 1, 0, 0]:  # start, 0x55, a low stop bit
+        dut.rx.value = level
+        await Timer(bit, unit="ns")
+    dut.rx.value = 1
+    await Timer(20 * bit, unit="ns")
+    tb.ref.counters["uart_framing_errors"] += 1  # the reference device has no pins
+    fields = struct_fields(Counters, await tb.ok(Command.COUNTERS))
+    assert fields["uart_framing_errors"] == 1 and fields["uart_overruns"] == 0
+    if not tb.cfg.physics:
+        return
+    # CONFIGURE keeps the engine busy erasing every cell while three more frames arrive: the
+    # first waits in the second buffer, the bytes of the others find no room
+    flood = encode_frame(Command.CONFIG, 1, config_payload(op=EngineOp.CONFIGURE.value), epoch=tb.epoch)
+    flood += b"".join(encode_frame(Command.HELLO, 2 + n) for n in range(3))
+    await tb.source.write(flood)
+    await tb.source.wait()
+    await Timer(200 * tb.byte_ns, unit="ns")
+    epoch = None
+    while not tb.sink.empty():
+        reply = await tb.reply()
+        reply_fields, _ = decode_frame(reply[:-1])
+        epoch = reply_fields["epoch"]
+    assert epoch is not None, "the device answered none of the flood"
+    tb.seq = 10
+    raw = encode_frame(Command.COUNTERS, tb.seq, epoch=epoch)
+    await tb.source.write(raw)
+    reply_fields, payload = decode_frame((await tb.reply())[:-1])
+    assert reply_fields["status"] == Status.OK.value
+    counts = struct_fields(Counters, payload)
+    assert counts["uart_overruns"] > 0 and counts["uart_framing_errors"] == 1, counts

@@ -18,6 +18,7 @@ from memxbar.protocol.frames import (
     Status,
     decode_frame,
     encode_frame,
+    next_epoch,
 )
 
 # Consistent Overhead Byte Stuffing (Cheshire & Baker, 1999): the examples of the paper's
@@ -67,14 +68,20 @@ def test_cobs_vectors(raw, encoded):
     assert cobs.decode(encoded) == raw
 
 
-def test_header_layout_is_six_little_endian_bytes():
-    assert HEADER_BYTES == 6
+def test_header_layout_is_eight_little_endian_bytes():
+    assert HEADER_BYTES == 8
     header = Header.const({"version": 1, "command": Command.RUN.value, "seq": 0x5A,
-                           "status": Status.RANGE.value, "length": 0x1234})
-    assert header.as_value().value.to_bytes(6, "little") == bytes([1, 0x04, 0x5A, 0x04, 0x34, 0x12])
-    frame = encode_frame(Command.RUN, 0x5A, b"\x00" * 0x1234, status=Status.RANGE, version=1)
+                           "status": Status.RANGE.value, "epoch": 0xBEEF, "length": 0x1234})
+    assert header.as_value().value.to_bytes(8, "little") == bytes([1, 0x04, 0x5A, 0x04, 0xEF, 0xBE,
+                                                                   0x34, 0x12])
+    frame = encode_frame(Command.RUN, 0x5A, b"\x00" * 0x1234, status=Status.RANGE, version=1, epoch=0xBEEF)
     fields, _ = decode_frame(frame[:-1])
-    assert fields == {"version": 1, "command": 0x04, "seq": 0x5A, "status": 0x04, "length": 0x1234}
+    assert fields == {"version": 1, "command": 0x04, "seq": 0x5A, "status": 0x04, "epoch": 0xBEEF,
+                      "length": 0x1234}
+
+
+def test_epochs_skip_zero():
+    assert [next_epoch(e) for e in (0, 1, 0xFFFE, 0xFFFF)] == [1, 2, 0xFFFF, 1]
 
 
 @settings(max_examples=10_000, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -185,3 +185,46 @@ def test_a_build_without_per_read_lanes_refuses_that_mode():
         sim.tile(0).configure(memxbar.PCM(), seed=3)  # frozen by default on this build
         sim.tile(0).program(np.eye(7, 10))
         assert sim.tile(0).matvec(np.ones(10)).shape == (7,)
+
+
+@pytest.mark.parametrize("faults", [5e-4, 1e-3])
+def test_noisy_rtl_behind_a_faulty_wire_never_differs_silently(faults):
+    """PCM with per-read noise on the RTL, through a wire corrupting bytes both ways: every call
+    returns model://'s bits or raises, including every call after a LinkError."""
+    from memxbar.sim.channel import FaultyPort
+
+    rng = np.random.default_rng(8)
+    query = "rows=10&cols=7&lanes=3"
+    with memxbar.open(f"sim://?{query}&max_payload=256") as sim, memxbar.open(f"model://?{query}") as model:
+        url = sim._backend.simulator.url
+        port = FaultyPort(serial.serial_for_url(url, timeout=0.2), faults, seed=int(faults * 1e4))
+        dev = Device(SerialBackend(url, timeout=0.2, retries=3, port=port))
+        w = rng.normal(size=(7, 10))
+        outcome = {"verified": 0, "raised": 0, "wrong": 0, "verified after an error": 0}
+        programmed, errors_seen = False, False
+        for _ in range(150):
+            try:
+                if not programmed:  # as a user would: configure and program again after a failure
+                    for d in (dev, model):
+                        d.tile(0).configure(memxbar.PCM(), seed=77, read_noise="per_read")
+                        d.tile(0).program(w)
+                    programmed = True
+                x = rng.normal(size=(int(rng.integers(1, 6)), 10))
+                want = model.tile(0).matvec(x)
+                got = dev.tile(0).matvec(x)
+            except memxbar.LinkError:
+                outcome["raised"] += 1
+                errors_seen = True
+                continue
+            except (memxbar.StaleState, memxbar.StaleDevice):
+                outcome["raised"] += 1
+                programmed = False
+                continue
+            key = "verified" if np.array_equal(got, want) else "wrong"
+            outcome[key] += 1
+            outcome["verified after an error"] += errors_seen and key == "verified"
+        dev.close()
+    print(f"\nRTL, PCM per-read, {faults:g} faults per byte each way: {outcome}, "
+          f"{port.injected} faults injected")
+    assert outcome["wrong"] == 0 and outcome["verified"] > 100
+    assert faults < 1e-3 or outcome["verified after an error"] > 0

@@ -53,12 +53,14 @@ class Backend(ABC):
     name = None
 
     @abstractmethod
-    def program_levels(self, tile, g_plus, g_minus):
-        """Store conductance levels ``(cols, rows)`` in ``tile``."""
+    def program_levels(self, tile, g_plus, g_minus, write_index):
+        """Program target levels ``(cols, rows)`` into ``tile``; the first cell written (memory
+        order) draws the noise of cell write ``write_index``."""
 
     @abstractmethod
-    def run_codes(self, tile, x_codes):
-        """MVMs of a batch ``(batch, rows)`` -> ADC codes ``(batch, cols)``."""
+    def run_codes(self, tile, x_codes, window, read_index):
+        """MVMs of a batch ``(batch, window rows)`` -> ADC codes ``(batch, window cols)``; MVM
+        ``b`` draws the noise of read ``read_index + b``."""
 
     # Device physics (memxbar.protocol.physics). A backend without a device engine is ideal.
 
@@ -66,9 +68,13 @@ class Backend(ABC):
         """Load ``ProgramTables``/``DriftTables``, seed and mode; erase ``tile``."""
         raise self._unsupported("device models (CONFIG)")
 
-    def drift(self, tile, tables):
-        """Move every cell of ``tile`` to the time of ``DriftTables`` ``tables``."""
+    def drift(self, tile, tables, drift_index):
+        """Move every cell of ``tile`` to the time of ``DriftTables`` ``tables``, with the frozen
+        read noise of drift call ``drift_index``."""
         raise self._unsupported("drift")
+
+    def reclaim(self):  # noqa: B027 -- a hook: only a device behind a link can be taken away
+        """Claim the device again if its epoch moved behind this host (a reset, another client)."""
 
     def levels(self, tile):
         """Conductance levels ``(g_plus, g_minus)`` shaped ``(cols, rows)`` as MVMs see them."""
@@ -77,6 +83,12 @@ class Backend(ABC):
     def counters(self):
         """Event counters as a dict."""
         raise self._unsupported("counters")
+
+    def tile_counters(self, tile):
+        """Event counters of one tile; a device with one tile counts for it."""
+        if self.tiles != 1:
+            raise self._unsupported("per-tile counters")
+        return self.counters()
 
     def _unsupported(self, what):
         return Unsupported(f"the {self.name} backend's device build has no {what} yet; "

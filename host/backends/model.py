@@ -24,17 +24,17 @@ class ModelBackend(Backend):
         self.build_id = self.config.build_id
         self._models = [TileModel(self.config) for _ in range(tiles)]
 
-    def program_levels(self, tile, g_plus, g_minus):
-        self._models[tile].program_levels(g_plus, g_minus)
+    def program_levels(self, tile, g_plus, g_minus, write_index):
+        self._models[tile].program_levels(g_plus, g_minus, write_index)
 
-    def run_codes(self, tile, x_codes, window):
-        return window.outputs(self._models[tile].run_codes(window.pad(self.config, x_codes)))
+    def run_codes(self, tile, x_codes, window, read_index):
+        return window.outputs(self._models[tile].run_codes(window.pad(self.config, x_codes), read_index))
 
     def configure(self, tile, seed, read_noise, program, drift, stuck):
         self._models[tile].configure(seed, read_noise, program, drift, stuck)
 
-    def drift(self, tile, tables):
-        self._models[tile].drift(tables)
+    def drift(self, tile, tables, drift_index):
+        self._models[tile].drift(tables, drift_index)
 
     def levels(self, tile):
         return self._models[tile].levels()

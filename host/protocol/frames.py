@@ -2,12 +2,25 @@
 
 On the wire a frame is COBS-encoded and ends in one ``0x00`` delimiter::
 
-    +---------+---------+---------+----------+--------------+-------------+------------------+
-    | VER (1) | CMD (1) | SEQ (1) | STATUS(1)| LEN (u16 LE) | payload LEN | CRC-32 (u32 LE)  |
-    +---------+---------+---------+----------+--------------+-------------+------------------+
+    +---------+---------+---------+----------+----------------+--------------+-------------+-----------------+
+    | VER (1) | CMD (1) | SEQ (1) | STATUS(1)| EPOCH (u16 LE) | LEN (u16 LE) | payload LEN | CRC-32 (u32 LE) |
+    +---------+---------+---------+----------+----------------+--------------+-------------+-----------------+
 
 The CRC is CRC-32/ISO-HDLC (``zlib.crc32``; ``amaranth.lib.crc.catalog.CRC32_ISO_HDLC``)
 over header and payload. A reply carries ``CMD | 0x80`` and echoes ``SEQ``.
+
+The device epoch names the device state a host is working with. It is 0 at power-up and
+after a reset or a reflash; a HELLO whose payload is a non-zero ``u16`` claims the device
+with that epoch, and CONFIG CONFIGURE moves it to the next non-zero value. Every reply
+carries the device's epoch; every request but HELLO carries the host's, and one that
+differs is refused with STATE before any effect: a device that was reset, reflashed,
+configured or claimed by another client behind the host's back says so.
+
+The host owns the noise indices (see :mod:`memxbar.protocol.physics`): RUN carries the read
+index of its first MVM, WRITE TARGETS the cell-write index of its first cell, CONFIG DRIFT
+the drift-call index. A request executed twice draws the same noise; the device keeps the
+replies of the last two requests, so a retry of either is answered from them without
+executing again, and counters count each request once.
 """
 
 import struct
@@ -35,8 +48,10 @@ __all__ = [
     "Status",
     "config_of_hello",
     "decode_frame",
+    "derived_counters",
     "encode_frame",
     "hello_fields",
+    "next_epoch",
     "struct_bytes",
     "struct_fields",
     "table_payloads",
@@ -90,12 +105,13 @@ class Region(enum.Enum, shape=8):
 
 
 class Header(data.Struct):
-    """The first six bytes of a frame; fields are little-endian, in wire order from bit 0."""
+    """The first eight bytes of a frame; fields are little-endian, in wire order from bit 0."""
 
     version: 8
     command: 8
     seq: 8
     status: 8
+    epoch: 16
     length: 16
 
 
@@ -112,6 +128,9 @@ class Access(data.Struct):
     lane: 16
     word: 16
     count: 16
+    #: TARGETS: the cell-write noise index of the first cell (the PROGRAM domain's counter);
+    #: the others ignore it.
+    index: 32
 
 
 class Run(data.Struct):
@@ -121,7 +140,9 @@ class Run(data.Struct):
     whole array: ``0, config.rows, 0, config.cols``); inputs are the window's rows only. The
     reply carries ``batch * cols`` ADC codes, the window's columns, as little-endian int16.
     A window outside the array is RANGE; a length other than ``batch * rows`` or a reply
-    longer than ``max_payload`` is LEN.
+    longer than ``max_payload`` is LEN; an input byte outside ``+-x_max`` is RANGE.
+    ``index`` is the read index of the first MVM (the READ domain's counter); MVM ``b`` of
+    the batch draws the noise of read ``index + b``.
     """
 
     tile: 8
@@ -130,20 +151,25 @@ class Run(data.Struct):
     rows: 16
     col0: 16
     cols: 16
+    index: 32
 
 
 class Config(data.Struct):
     """Payload of CONFIG: the device's scalars, then one engine operation over every cell.
 
-    ``op`` is a :class:`~memxbar.protocol.physics.EngineOp` (CONFIGURE erases the array and
-    restarts every noise index; DRIFT moves the cells to the loaded drift tables). The reply
-    comes once the engine has finished.
+    ``op`` is a :class:`~memxbar.protocol.physics.EngineOp` (CONFIGURE erases the array,
+    takes every scalar of ``params`` and moves the epoch on; DRIFT moves the cells to the
+    loaded drift tables with the frozen read noise of drift call ``index``, and takes only the
+    drift scalars of ``params``: ``out_var``, ``var_shift``, ``mvm_noise``; the seed, the
+    programming scalars and the read-noise mode stay those of CONFIGURE). The reply comes
+    once the engine has finished.
     """
 
     tile: 8
     op: 8
     params: Params
     pad: 2
+    index: 32
 
 
 class Hello(data.Struct):
@@ -194,21 +220,27 @@ def config_of_hello(hello):
 class Counters(data.Struct):
     """Payload of the COUNTERS reply; every count since power-up or RESET.
 
-    ``clock`` counts clock cycles (device time; the reference device reports 0); ``cycles``
-    counts cycles in which the tile's MAC array computed (``rows * ceil(cols / lanes)`` per
-    MVM), an event count every backend reproduces.
+    ``clock`` counts clock cycles (device time; the reference device reports 0). The MAC-array
+    cycles, MACs and ADC conversions are functions of ``mvms`` and the geometry
+    (:func:`derived_counters`): the host computes them, the device does not count them.
+    ``uart_overruns`` and ``uart_framing_errors`` count bytes the UART dropped.
     """
 
-    clock: 64
-    cycles: 64
-    mvms: 64
-    macs: 64
-    adc_conversions: 64
-    cell_writes: 64
-    write_pulses: 64
-    verify_reads: 64
+    clock: 48
+    mvms: 48
+    cell_writes: 48
+    write_pulses: 48
+    verify_reads: 48
     frames_ok: 32
     frames_dropped: 32
+    uart_overruns: 16
+    uart_framing_errors: 16
+
+
+def derived_counters(config, mvms):
+    """The event counts that follow from ``mvms`` full-array MVMs of a tile built with ``config``."""
+    return {"cycles": mvms * config.rows * config.groups, "macs": mvms * config.rows * config.cols,
+            "adc_conversions": mvms * config.cols}
 
 
 #: First four bytes of every HELLO reply, b"MXB1".
@@ -231,7 +263,7 @@ def struct_fields(layout, raw):
 
 
 HEADER_BYTES = Header.as_shape().size // 8
-_HEADER = struct.Struct("<BBBBH")
+_HEADER = struct.Struct("<BBBBHH")
 assert _HEADER.size == HEADER_BYTES
 
 
@@ -239,11 +271,12 @@ class FrameError(ValueError):
     """Bytes between two delimiters that are not a valid frame; the reason says why."""
 
 
-def encode_frame(command, seq, payload=b"", status=Status.OK, version=PROTOCOL_VERSION, reply=False):
+def encode_frame(command, seq, payload=b"", status=Status.OK, version=PROTOCOL_VERSION, reply=False,
+                 epoch=0):
     """Header, payload and CRC, COBS-encoded, with the trailing ``0x00`` delimiter.
 
     ``command`` is a :class:`Command` or a raw opcode (a device echoes unknown ones);
-    ``reply`` sets the reply bit.
+    ``reply`` sets the reply bit; ``epoch`` is the device epoch the sender holds.
     """
     opcode = command.value if isinstance(command, Command) else command
     if not isinstance(opcode, int) or not 0 <= opcode < REPLY:
@@ -252,7 +285,9 @@ def encode_frame(command, seq, payload=b"", status=Status.OK, version=PROTOCOL_V
         raise ValueError(f"seq must be in [0, 255], not {seq!r}")
     if len(payload) > 0xFFFF:
         raise ValueError(f"payload of {len(payload)} bytes exceeds the 65535 a frame can carry")
-    body = (_HEADER.pack(version, opcode | (REPLY if reply else 0), seq, Status(status).value,
+    if not 0 <= epoch <= 0xFFFF:
+        raise ValueError(f"epoch must be in [0, 65535], not {epoch!r}")
+    body = (_HEADER.pack(version, opcode | (REPLY if reply else 0), seq, Status(status).value, epoch,
                          len(payload))
             + bytes(payload))
     return cobs.encode(body + struct.pack("<I", zlib.crc32(body))) + b"\x00"
@@ -274,12 +309,17 @@ def decode_frame(encoded, check_length=True):
     body, (crc,) = raw[:-4], struct.unpack("<I", raw[-4:])
     if zlib.crc32(body) != crc:
         raise FrameError("CRC mismatch")
-    version, command, seq, status, length = _HEADER.unpack(body[:HEADER_BYTES])
+    version, command, seq, status, epoch, length = _HEADER.unpack(body[:HEADER_BYTES])
     payload = body[HEADER_BYTES:]
     if check_length and length != len(payload):
         raise FrameError(f"LEN says {length} bytes, the frame carries {len(payload)}")
-    return {"version": version, "command": command, "seq": seq, "status": status,
+    return {"version": version, "command": command, "seq": seq, "status": status, "epoch": epoch,
             "length": length}, payload
+
+
+def next_epoch(epoch):
+    """The epoch after ``epoch`` (CONFIG CONFIGURE): 16 bits, never 0 (0 means unclaimed)."""
+    return epoch % 0xFFFF + 1
 
 
 def table_payloads(program, drift, max_payload, tile=0):

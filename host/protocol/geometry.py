@@ -23,7 +23,7 @@ __all__ = ["PROTOCOL_VERSION", "TileConfig", "Window", "cell_address", "cell_at"
 
 #: Bumped whenever the meaning of a configuration, layout or command changes
 #: (2: device physics (TARGETS, TABLE, CONFIG, event counters); 3: HELLO features; 4: RUN windows).
-PROTOCOL_VERSION = 4
+PROTOCOL_VERSION = 5
 
 
 def _check_int(name, value, lo, hi=None):
