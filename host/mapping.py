@@ -151,8 +151,8 @@ class Mapping:
                   for in0 in range(0, w.shape[1], cfg.rows) for out0 in range(0, w.shape[0], cfg.cols)]
         blocks = {}
         pages = copy.deepcopy(self._pages)  # a refused matrix leaves no block placed
-        try:
-            for in0, out0, ins, outs in sorted(pieces, key=lambda p: -p[2] * p[3]):  # largest first packs tighter
+        try:  # largest first packs tighter
+            for in0, out0, ins, outs in sorted(pieces, key=lambda p: -p[2] * p[3]):
                 page, row0, col0 = self._place(ins, outs, w.shape)
                 blocks[in0, out0] = Block(page, row0, col0, in0, out0, ins, outs)
         except ValueError:
