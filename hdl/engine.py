@@ -30,6 +30,7 @@ from ..protocol.frames import (
 from ..protocol.physics import NU_CODES, TABLE_BITS, EngineOp, Params, ReadNoise, Table
 from .arith import times
 from .cells import stuck_layout, table_write_layout, target_layout
+from .counters import CounterBank
 from .tile import cell_layout, prog_layout
 
 __all__ = ["CommandEngine"]
@@ -134,18 +135,14 @@ class CommandEngine(wiring.Component):
         last_command, previous_command = Signal(8), Signal(8)
         last_valid, previous_valid = Signal(), Signal()
 
-        counters = Signal(Counters)
-        m.d.sync += counters.clock.eq(counters.clock + 1)
-        with m.If(self.uart_overrun):
-            m.d.sync += counters.uart_overruns.eq(counters.uart_overruns + 1)
-        with m.If(self.uart_framing_error):
-            m.d.sync += counters.uart_framing_errors.eq(counters.uart_framing_errors + 1)
-        with m.If(self.frame_dropped):
-            m.d.sync += counters.frames_dropped.eq(counters.frames_dropped + 1)
-        with m.If(self.pulse):
-            m.d.sync += counters.write_pulses.eq(counters.write_pulses + 1)
-        with m.If(self.verify_read):
-            m.d.sync += counters.verify_reads.eq(counters.verify_reads + 1)
+        m.submodules.counters = counters = CounterBank({
+            "mvms": 16, "cell_writes": 16, "write_pulses": 1, "verify_reads": 1, "frames_ok": 1,
+            "frames_dropped": 1, "uart_overruns": 1, "uart_framing_errors": 1})
+        m.d.comb += [counters.add_uart_overruns.eq(self.uart_overrun),
+                     counters.add_uart_framing_errors.eq(self.uart_framing_error),
+                     counters.add_frames_dropped.eq(self.frame_dropped),
+                     counters.add_write_pulses.eq(self.pulse),
+                     counters.add_verify_reads.eq(self.verify_read)]
 
         # Range checks of WRITE/READ/CHECKSUM, all before any effect. The word check is
         # overflow-safe: word <= words and count <= words - word, never word + count.
@@ -209,7 +206,7 @@ class CommandEngine(wiring.Component):
                     m.next = "DISPATCH"
 
             with m.State("DISPATCH"):
-                m.d.sync += counters.frames_ok.eq(counters.frames_ok + 1)
+                m.d.comb += counters.add_frames_ok.eq(1)
                 with m.If(last_valid & (header.seq == last_seq) & (header.command == last_command)):
                     m.next = "REPLAY"
                 with m.Elif(previous_valid & (header.seq == previous_seq)
@@ -311,7 +308,7 @@ class CommandEngine(wiring.Component):
                         reply(Status.OK, COUNTER_BYTES)
                         m.next = "COUNTERS"
                     with m.Case(Command.RESET):
-                        m.d.sync += counters.eq(0)
+                        m.d.comb += counters.clear.eq(1)
                         reply(Status.OK)
                     with m.Default():
                         reply(Status.UNKNOWN_CMD)
@@ -324,12 +321,15 @@ class CommandEngine(wiring.Component):
                     m.d.sync += index.eq(0)
                     m.next = "HEADER"
 
-            with m.State("COUNTERS"):
-                write_reply_byte(index, counters.as_value().word_select(index, 8))
-                m.d.sync += index.eq(index + 1)
-                with m.If(index == COUNTER_BYTES - 1):
-                    m.d.sync += index.eq(0)
-                    m.next = "HEADER"
+            with m.State("COUNTERS"):  # a snapshot of the bank, one byte a cycle (its words lag by one)
+                m.d.comb += [counters.freeze.eq(1), counters.read_addr.eq(index >> 1)]
+                with m.If(counters.frozen):
+                    m.d.sync += index.eq(index + 1)
+                    with m.If(index != 0):
+                        write_reply_byte(index - 1, counters.read_data.word_select((index - 1)[0], 8))
+                    with m.If(index == COUNTER_BYTES):
+                        m.d.sync += index.eq(0)
+                        m.next = "HEADER"
 
             with m.State("CONFIG"):  # the operation, then the reply once the tile has finished
                 m.d.comb += [self.op.valid.eq(1), self.op.payload.eq(config_cmd.op[0])]
@@ -414,7 +414,7 @@ class CommandEngine(wiring.Component):
             with m.State("WRITE"):  # cell `index`: two levels, then a direct write or a program
                 m.d.comb += self.read_addr.eq(ACCESS_START + 2 * index)
                 with m.If(index == access.count):
-                    m.d.sync += counters.cell_writes.eq(counters.cell_writes + access.count)
+                    m.d.comb += counters.add_cell_writes.eq(access.count)
                     with m.If(access.region == Region.TARGETS):
                         m.next = "ENGINE_DRAIN"  # reply once the last cell is programmed
                     with m.Else():
@@ -541,7 +541,7 @@ class CommandEngine(wiring.Component):
                     m.d.sync += [half.eq(0), index.eq(index + 1)]
                 with m.If(y_done & ~half):
                     # the array reads every cell whatever the window: count full MVMs
-                    m.d.sync += counters.mvms.eq(counters.mvms + batch)
+                    m.d.comb += counters.add_mvms.eq(batch)
                     reply(Status.OK, index)
 
             with m.State("HEADER"):  # the reply header, then send and remember it for replays

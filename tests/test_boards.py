@@ -115,7 +115,8 @@ def test_selftest_fails_loudly_on_a_device_that_disagrees_with_the_model(monkeyp
 
     honest = SerialBackend.run_codes
     monkeypatch.setattr(SerialBackend, "run_codes",
-                        lambda self, tile, x, window: honest(self, tile, x, window) + (x[:, :1] != 0))
+                        lambda self, tile, x, window, index: honest(self, tile, x, window, index)
+                        + (x[:, :1] != 0))
     lines = []
     figures = selftest(board("icebreaker").sim_url, matrices=1, say=lines.append)
     assert not figures["passed"] and lines[-1].startswith("FAIL")
