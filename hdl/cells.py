@@ -11,13 +11,12 @@ memory and hands finished cells (the conductances MVMs see, and the per-read noi
 to the tile on ``cell``.
 """
 
-from amaranth import Array, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth import Array, Cat, Module, Mux, Shape, Signal, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..protocol import TileConfig
+from ..protocol import TileConfig, physics
 from ..protocol.physics import (
-    DRIFT_ONE,
     NU_CODES,
     TABLE_BITS,
     V_MAX,
@@ -26,6 +25,8 @@ from ..protocol.physics import (
     Params,
     ReadNoise,
     Table,
+    round_shift,
+    table_max,
 )
 from .arith import SerialMultiplier
 from .noise import GaussianSource, Threefry
@@ -57,13 +58,48 @@ def stuck_layout(config):
 
 
 def table_write_layout(config):
-    return data.StructLayout({"table": Table, "index": 8, "value": max(TABLE_BITS.values())})
+    index = max(TABLE_BITS[Table.LEVEL], (NU_CODES - 1).bit_length())  # levels or nu codes
+    return data.StructLayout({"table": Table, "index": index, "value": max(TABLE_BITS.values())})
 
 
 def _state_layout(config):
     g = unsigned(config.g_bits)
-    return data.StructLayout({"g_prog": data.ArrayLayout(g, 2), "nu": data.ArrayLayout(8, 2),
+    return data.StructLayout({"g_prog": data.ArrayLayout(g, 2), "nu": data.ArrayLayout(range(NU_CODES), 2),
                               "stuck": data.ArrayLayout(2, 2)})
+
+
+def _holding(low, high):
+    """The shape of a value known to lie in ``low..high``."""
+    return Shape.cast(range(low, high + 1))
+
+
+class _Widths:
+    """Every intermediate of the engine's arithmetic, sized from the contract's bounds.
+
+    Bounds come from the largest table entries and ``|z| <= Z_MAX``, so no width is written
+    by hand and a change of a constant in :mod:`memxbar.protocol.physics` resizes them.
+    """
+
+    def __init__(self, config):
+        g_max = config.g_max
+
+        def gauss_max(sigma_max):  # |round_shift(s z, GAUSS_SHIFT)| for s <= sigma_max
+            return round_shift(sigma_max * physics.Z_MAX, physics.GAUSS_SHIFT) + 1
+
+        self.sigma_max = round_shift(g_max * table_max(Table.READ_SIGMA), physics.READ_SIGMA_SHIFT)
+        self.sigma = _holding(0, self.sigma_max)
+        prog, nu, read = (gauss_max(table_max(Table.PROG_SIGMA)), gauss_max(table_max(Table.NU_SIGMA)),
+                          gauss_max(self.sigma_max))
+        self.programmed = _holding(-prog, g_max + prog)     # LEVEL + gauss(PROG_SIGMA, z)
+        self.nu16 = _holding(-nu, table_max(Table.NU_MEAN) + nu)
+        self.read = _holding(-read, g_max + read)           # g_drift + gauss(s, z)
+        self.drifted = _holding(0, round_shift(g_max * table_max(Table.DRIFT), physics.DRIFT_SHIFT))
+        self.var_sum = _holding(0, 2 * self.sigma_max**2 + (1 << 2 * physics.VAR_SHIFT_MAX))
+        # the multiplier's operands: sigma-like values times z, g times a table entry, s * s
+        a_operands = (table_max(Table.PROG_SIGMA), table_max(Table.NU_SIGMA), g_max, self.sigma_max)
+        b_operands = (physics.Z_MAX, table_max(Table.DRIFT), table_max(Table.READ_SIGMA), self.sigma_max)
+        self.mul_a = max(value.bit_length() for value in a_operands) + 1  # signed
+        self.mul_b = max(value.bit_length() for value in b_operands) + 1
 
 
 class CellEngine(wiring.Component):
@@ -126,7 +162,7 @@ class CellEngine(wiring.Component):
         # -- tables: written by the host while idle, read by the engine one cycle later -----
         # power-up contents: a perfect device (memxbar.protocol.physics.ideal_tables)
         depth = {Table.DRIFT: NU_CODES}
-        init = {Table.LEVEL: range(levels), Table.DRIFT: [DRIFT_ONE] * NU_CODES}
+        init = {Table.LEVEL: range(levels), Table.DRIFT: [physics.DRIFT_ONE] * NU_CODES}
         tables = {}
         for table in Table:
             mem = memory.Memory(shape=TABLE_BITS[table], depth=depth.get(table, levels),
@@ -143,20 +179,15 @@ class CellEngine(wiring.Component):
         m.submodules.state = state_mem = memory.Memory(shape=state_layout, depth=cells, init=[])
         state_wr, state_rd = state_mem.write_port(), state_mem.read_port()
 
+        widths = _Widths(cfg)
         m.submodules.gauss = gauss = GaussianSource()
         m.submodules.threefry = threefry = Threefry()
-        m.submodules.mul = mul = SerialMultiplier(19, 22)
+        m.submodules.mul = mul = SerialMultiplier(widths.mul_a, widths.mul_b)
 
-        # the Gaussian source reads its key and counter while it seeds: held in registers
-        noise_domain = Signal(8)
-        noise_counter = [Signal(32, name="noise_counter0"), Signal(32, name="noise_counter1")]
-        m.d.comb += [gauss.key0.eq(p.seed), gauss.key1.eq((self.tile << 8) | noise_domain),
-                     gauss.counter0.eq(noise_counter[0]), gauss.counter1.eq(noise_counter[1])]
-
-        def seed(domain, counter0, counter1):
-            m.d.comb += gauss.seed.eq(1)
-            m.d.sync += [noise_domain.eq(domain.value), noise_counter[0].eq(counter0),
-                         noise_counter[1].eq(counter1)]
+        def seed(domain, counter0, counter1):  # the source takes key and counter with the pulse
+            m.d.comb += [gauss.seed.eq(1), gauss.key0.eq(p.seed),
+                         gauss.key1.eq((self.tile << 8) | domain.value),
+                         gauss.counter0.eq(counter0), gauss.counter1.eq(counter1)]
 
         # -- the cell being worked on ------------------------------------------------------------
         lane = Signal(index_shape(cfg.lanes))
@@ -168,29 +199,29 @@ class CellEngine(wiring.Component):
         target = Array(Signal(cfg.g_bits, name=f"target{d}") for d in range(2))
         stuck = Array(Signal(2, name=f"stuck{d}") for d in range(2))
         g_prog = Array(Signal(cfg.g_bits, name=f"g_prog{d}") for d in range(2))
-        nu = Array(Signal(8, name=f"nu{d}") for d in range(2))
+        nu = Array(Signal(range(NU_CODES), name=f"nu{d}") for d in range(2))
         g_drift = Array(Signal(cfg.g_bits, name=f"g_drift{d}") for d in range(2))
-        sigma = Array(Signal(18, name=f"sigma{d}") for d in range(2))
+        sigma = Array(Signal(widths.sigma, name=f"sigma{d}") for d in range(2))
         g_now = Array(Signal(cfg.g_bits, name=f"g_now{d}") for d in range(2))
         var = Signal(range(V_MAX + 1))
-        var_acc = Signal(37)
+        var_acc = Signal(widths.var_sum)
         dev = Signal()
-        attempt = Signal(8)
+        attempt = Signal.like(p.verify_max)
         writes = Signal(32)   # the cell's write index: the PROGRAM noise counter, from the request
         drifts = Signal(32)   # the last drift call's index (0 after CONFIGURE): part of the DRIFT counter
 
-        level = Signal(cfg.g_bits)
-        prog_sigma = Signal(16)
-        nu_mean = Signal(13)
-        nu_sigma = Signal(16)
-        drift_factor = Signal(17)
-        read_sigma = Signal(21)
+        level = Signal(TABLE_BITS[Table.LEVEL])
+        prog_sigma = Signal(TABLE_BITS[Table.PROG_SIGMA])
+        nu_mean = Signal(TABLE_BITS[Table.NU_MEAN])
+        nu_sigma = Signal(TABLE_BITS[Table.NU_SIGMA])
+        drift_factor = Signal(TABLE_BITS[Table.DRIFT])
+        read_sigma = Signal(TABLE_BITS[Table.READ_SIGMA])
 
         def clip_level(value):
             return Mux(value < 0, 0, Mux(value > cfg.g_max, cfg.g_max, value))
 
-        def gauss_of(product):  # (s * z + 2**14) >> 15
-            return (product + (1 << 14)) >> 15
+        def gauss_of(product):
+            return round_shift(product, physics.GAUSS_SHIFT)
 
         def start_mul(a, b):
             return [mul.start.eq(1), mul.a.eq(a), mul.b.eq(b)]
@@ -319,7 +350,7 @@ class CellEngine(wiring.Component):
             with m.State("P_Z"):
                 draw(prog_sigma, Domain.PROGRAM, writes, 0, "P_MUL")
             with m.State("P_MUL"), m.If(~mul.busy):
-                g = Signal(signed(cfg.g_bits + 12))
+                g = Signal(widths.programmed)
                 m.d.comb += [g.eq(level + gauss_of(mul.product)), self.pulse.eq(1)]
                 clipped = clip_level(g)
                 m.d.sync += [g_prog[dev].eq(clipped), attempt.eq(attempt + 1)]
@@ -335,9 +366,9 @@ class CellEngine(wiring.Component):
             with m.State("P_NU_Z"):
                 draw(nu_sigma, Domain.PROGRAM, writes, 0, "P_NU_MUL")
             with m.State("P_NU_MUL"), m.If(~mul.busy):
-                nu16 = Signal(signed(24))
+                nu16 = Signal(widths.nu16)
                 m.d.comb += nu16.eq(nu_mean + gauss_of(mul.product))
-                code = (abs(nu16) + 8) >> 4
+                code = round_shift(abs(nu16), physics.NU_FRACTION_BITS)
                 m.d.sync += nu[dev].eq(Mux(code > NU_CODES - 1, NU_CODES - 1, code))
                 m.next = "P_NEXT_DEVICE"
             with m.State("P_NEXT_DEVICE"):
@@ -361,19 +392,22 @@ class CellEngine(wiring.Component):
                 m.d.comb += start_mul(g_prog[dev], tables[Table.DRIFT].data)
                 m.next = "S_DRIFT_MUL"
             with m.State("S_DRIFT_MUL"), m.If(~mul.busy):
-                drifted = Signal(cfg.g_bits + 2)
-                m.d.comb += drifted.eq((mul.product + (1 << 15)) >> 16)
+                drifted = Signal(widths.drifted)
+                m.d.comb += drifted.eq(round_shift(mul.product, physics.DRIFT_SHIFT))
                 clipped = Mux(drifted > cfg.g_max, cfg.g_max, drifted)
                 m.d.sync += g_drift[dev].eq(clipped)
                 m.d.comb += start_mul(clipped, read_sigma)
                 m.next = "S_SIGMA_MUL"
             with m.State("S_SIGMA_MUL"), m.If(~mul.busy):
-                m.d.sync += sigma[dev].eq((mul.product + (1 << 11)) >> 12)
+                m.d.sync += sigma[dev].eq(round_shift(mul.product, physics.READ_SIGMA_SHIFT))
                 with m.If(dev == 0):
                     m.d.sync += dev.eq(1)
                     m.next = "S_TABLE"
+                with m.Elif((p.read_noise == ReadNoise.FROZEN) & (job == DRIFT)):
+                    m.next = "F_SEED"  # frozen read noise: drawn by drift calls only
                 with m.Elif(p.read_noise == ReadNoise.FROZEN):
-                    m.next = "F_SEED"
+                    m.d.sync += [g_now[0].eq(g_drift[0]), g_now[1].eq(g_drift[1]), var.eq(0)]
+                    m.next = "WRITE"
                 with m.Else():
                     m.next = "V_SQUARE0"
 
@@ -383,7 +417,7 @@ class CellEngine(wiring.Component):
             with m.State("F_Z"):
                 draw(sigma[dev], Domain.DRIFT, addr, drifts, "F_MUL")
             with m.State("F_MUL"), m.If(~mul.busy):
-                g = Signal(signed(cfg.g_bits + 16))
+                g = Signal(widths.read)
                 m.d.comb += g.eq(g_drift[dev] + gauss_of(mul.product))
                 m.d.sync += g_now[dev].eq(clip_level(g))
                 with m.If(dev == 0):
@@ -403,9 +437,9 @@ class CellEngine(wiring.Component):
                 m.next = "V_SUM"
             with m.State("V_SUM"), m.If(~mul.busy):
                 shift = Cat(0, p.var_shift)  # 2 * var_shift
-                total = Signal(38)
-                m.d.comb += total.eq(var_acc + mul.product + ((1 << shift) >> 1))
-                scaled = total >> shift
+                total = Signal(widths.var_sum)
+                m.d.comb += total.eq(var_acc + mul.product)
+                scaled = round_shift(total, shift)
                 m.d.sync += var.eq(Mux(scaled > V_MAX, V_MAX, scaled))
                 m.next = "WRITE"
 
