@@ -18,6 +18,7 @@ from amaranth.back import rtlil
 
 from ..hdl.top import Top
 from .boards import board
+from .build import _platform
 
 __all__ = ["GROUPS", "module_cells", "part_of", "parts"]
 
@@ -51,10 +52,11 @@ def _yosys(args, cwd):
     subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, check=True, capture_output=True)
 
 
-def module_cells(top, synth="synth_ice40 -dsp -spram -noflatten"):
-    """``{module name: {cell type: count}}`` of ``top`` after ``synth``, each module alone."""
+def module_cells(top, platform=None, synth="synth_ice40 -dsp -spram -noflatten"):
+    """``{module name: {cell type: count}}`` of ``top`` elaborated for ``platform`` (its
+    primitives, e.g. SPRAM, are instantiated) after ``synth``, each module alone."""
     with tempfile.TemporaryDirectory() as work:
-        Path(work, "top.il").write_text(rtlil.convert(top, name="top"))
+        Path(work, "top.il").write_text(rtlil.convert(top, name="top", platform=platform))
         _yosys(["-q", "-p", f"read_rtlil top.il; {synth} -top top; tee -q -o stat.json stat -json"], work)
         stat = json.loads(Path(work, "stat.json").read_text())
     return {name.lstrip("\\"): module.get("num_cells_by_type", {})
@@ -85,7 +87,7 @@ def main(argv=None):
         physics = args.physics == "on"
         target = target.with_config(physics=physics, per_read_noise=physics and args.per_read_noise == "on")
     top = Top(target.config, target.divisor, max_payload=target.max_payload)
-    totals = parts(module_cells(top))
+    totals = parts(module_cells(top, _platform(target)))
     if args.json:
         print(json.dumps({"board": target.name, "config": target.config.as_dict(), "parts": totals}))
         return

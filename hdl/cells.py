@@ -31,6 +31,7 @@ from ..protocol.physics import (
 from .arith import SerialMultiplier
 from .noise import GaussianSource, Threefry
 from .shapes import index_shape
+from .spram import WideSPRAM
 
 __all__ = ["CellEngine", "cell_update_layout", "stuck_layout", "table_write_layout", "target_layout"]
 
@@ -176,8 +177,9 @@ class CellEngine(wiring.Component):
 
         state_layout = _state_layout(cfg)
         cells = cfg.lanes * cfg.words_per_lane
-        m.submodules.state = state_mem = memory.Memory(shape=state_layout, depth=cells, init=[])
-        state_wr, state_rd = state_mem.write_port(), state_mem.read_port()
+        # the programmed state, touched one cell at a time: SPRAM on an iCE40UP (cleared at reset,
+        # it has no power-up contents), a block RAM elsewhere
+        m.submodules.state = state = WideSPRAM(state_layout, cells)
 
         widths = _Widths(cfg)
         m.submodules.gauss = gauss = GaussianSource()
@@ -250,10 +252,10 @@ class CellEngine(wiring.Component):
             return Mux(on, 1, Mux(off, 2, 0))
 
         m.d.comb += [
-            state_wr.addr.eq(addr), state_rd.addr.eq(addr), state_rd.en.eq(1),
-            state_wr.data.g_prog[0].eq(g_prog[0]), state_wr.data.g_prog[1].eq(g_prog[1]),
-            state_wr.data.nu[0].eq(nu[0]), state_wr.data.nu[1].eq(nu[1]),
-            state_wr.data.stuck[0].eq(stuck[0]), state_wr.data.stuck[1].eq(stuck[1]),
+            state.addr.eq(addr),
+            state.write_data.g_prog[0].eq(g_prog[0]), state.write_data.g_prog[1].eq(g_prog[1]),
+            state.write_data.nu[0].eq(nu[0]), state.write_data.nu[1].eq(nu[1]),
+            state.write_data.stuck[0].eq(stuck[0]), state.write_data.stuck[1].eq(stuck[1]),
             self.cell.payload.lane.eq(lane), self.cell.payload.word.eq(word),
             self.cell.payload.g_plus.eq(g_now[0]), self.cell.payload.g_minus.eq(g_now[1]),
             self.cell.payload.var.eq(var),
@@ -276,32 +278,48 @@ class CellEngine(wiring.Component):
                 m.d.sync += [word.eq(Mux(last_word, 0, word + 1)), lane.eq(lane + last_word)]
                 m.next = "NEXT"
 
+        # Once after power-up (not after a reset: the state survives one, like the tile's levels)
+        # every cell's state is erased to g_prog, nu, stuck = 0, the perfect device the tile's
+        # zeroed level memories show, as CONFIGURE with ideal tables would: an SPRAM has no
+        # power-up contents. ``cleared`` is reset-less, so only configuration sets it to 0.
+        cleared = Signal(reset_less=True)
         with m.FSM() as fsm:
             with m.State("IDLE"):
-                m.d.comb += [self.table.ready.eq(1), self.op.ready.eq(1),
-                             self.program.ready.eq(~self.op.valid),
-                             self.stuck.ready.eq(~self.op.valid & ~self.program.valid)]
-                with m.If(self.op.valid):
-                    m.d.sync += [lane.eq(0), word.eq(0)]
-                    with m.If(self.op.payload == EngineOp.CONFIGURE):
-                        m.d.comb += self.restart.eq(1)
-                        m.d.sync += [job.eq(CONFIGURE), drifts.eq(0)]
-                        m.next = "ERASE"
-                    with m.Else():
-                        m.d.sync += [job.eq(DRIFT), drifts.eq(self.drift_index)]
-                        m.next = "LOAD"
-                with m.Elif(self.program.valid):
-                    cmd = self.program.payload
-                    m.d.sync += [job.eq(PROGRAM), lane.eq(cmd.lane), word.eq(cmd.word),
-                                 target[0].eq(cmd.t_plus), target[1].eq(cmd.t_minus),
-                                 writes.eq(cmd.index)]
-                    m.next = "P_SEED"
-                with m.Elif(self.stuck.valid):
-                    mark = self.stuck.payload
-                    m.d.sync += [job.eq(MARK), lane.eq(mark.lane), word.eq(mark.word)]
-                    for d in range(2):
-                        erase(d, mark.codes[d])
-                    m.next = "STORE"
+                with m.If(~cleared):
+                    m.next = "CLEAR"
+                with m.Else():
+                    m.d.comb += [self.table.ready.eq(1), self.op.ready.eq(1),
+                                 self.program.ready.eq(~self.op.valid),
+                                 self.stuck.ready.eq(~self.op.valid & ~self.program.valid)]
+                    with m.If(self.op.valid):
+                        m.d.sync += [lane.eq(0), word.eq(0)]
+                        with m.If(self.op.payload == EngineOp.CONFIGURE):
+                            m.d.comb += self.restart.eq(1)
+                            m.d.sync += [job.eq(CONFIGURE), drifts.eq(0)]
+                            m.next = "ERASE"
+                        with m.Else():
+                            m.d.sync += [job.eq(DRIFT), drifts.eq(self.drift_index)]
+                            m.next = "LOAD"
+                    with m.Elif(self.program.valid):
+                        cmd = self.program.payload
+                        m.d.sync += [job.eq(PROGRAM), lane.eq(cmd.lane), word.eq(cmd.word),
+                                     target[0].eq(cmd.t_plus), target[1].eq(cmd.t_minus),
+                                     writes.eq(cmd.index)]
+                        m.next = "P_SEED"
+                    with m.Elif(self.stuck.valid):
+                        mark = self.stuck.payload
+                        m.d.sync += [job.eq(MARK), lane.eq(mark.lane), word.eq(mark.word)]
+                        for d in range(2):
+                            erase(d, mark.codes[d])
+                        m.next = "STORE"
+
+            with m.State("CLEAR"):
+                m.d.comb += state.write_en.eq(1)  # the state registers are still at reset: 0
+                last_word = word == cfg.words_per_lane - 1
+                m.d.sync += [word.eq(Mux(last_word, 0, word + 1)), lane.eq(lane + last_word)]
+                with m.If(last_word & (lane == cfg.lanes - 1)):
+                    m.d.sync += [lane.eq(0), cleared.eq(1)]
+                    m.next = "IDLE"
 
             with m.State("NEXT"):
                 with m.If(job == CONFIGURE):
@@ -323,8 +341,8 @@ class CellEngine(wiring.Component):
                 m.next = "LOAD_WAIT"  # the read port shows addr's word one cycle later
             with m.State("LOAD_WAIT"):
                 for d in range(2):
-                    m.d.sync += [g_prog[d].eq(state_rd.data.g_prog[d]), nu[d].eq(state_rd.data.nu[d]),
-                                 stuck[d].eq(state_rd.data.stuck[d])]
+                    m.d.sync += [g_prog[d].eq(state.read_data.g_prog[d]), nu[d].eq(state.read_data.nu[d]),
+                                 stuck[d].eq(state.read_data.stuck[d])]
                 m.d.sync += dev.eq(0)
                 m.next = "S_TABLE"
 
@@ -333,7 +351,7 @@ class CellEngine(wiring.Component):
                 m.d.sync += [dev.eq(0), seeded.eq(0)]
                 m.next = "P_STUCK"
             with m.State("P_STUCK"):
-                m.d.sync += [stuck[0].eq(state_rd.data.stuck[0]), stuck[1].eq(state_rd.data.stuck[1])]
+                m.d.sync += [stuck[0].eq(state.read_data.stuck[0]), stuck[1].eq(state.read_data.stuck[1])]
                 m.next = "P_TABLE"
             with m.State("P_TABLE"):
                 m.next = "P_DEVICE"
@@ -379,7 +397,7 @@ class CellEngine(wiring.Component):
                     m.next = "STORE"
 
             with m.State("STORE"):
-                m.d.comb += state_wr.en.eq(1)
+                m.d.comb += state.write_en.eq(1)
                 m.d.sync += dev.eq(0)
                 m.next = "S_TABLE"
 
@@ -448,5 +466,5 @@ class CellEngine(wiring.Component):
                 with m.If(self.cell.ready):
                     next_cell_or_idle()
 
-        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
+        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE") | ~cleared)
         return m
