@@ -29,7 +29,7 @@ from ..protocol.physics import (
     table_max,
 )
 from .arith import SerialMultiplier
-from .noise import GaussianSource, Threefry
+from .noise import gaussian_source_signature
 from .shapes import index_shape
 from .spram import WideSPRAM
 
@@ -131,6 +131,8 @@ class CellEngine(wiring.Component):
     pulse, verify_read : Out(1)
         One programming pulse / one verify read this cycle (event counters).
     busy : Out(1)
+    noise : In(gaussian_source_signature())
+        The tile's Gaussian source, the engine's while ``busy`` (MVMs never run then).
     """
 
     def __init__(self, config, tile=0):
@@ -152,6 +154,7 @@ class CellEngine(wiring.Component):
             "pulse": Out(1),
             "verify_read": Out(1),
             "busy": Out(1),
+            "noise": In(gaussian_source_signature()),
         })
 
     def elaborate(self, platform):
@@ -182,8 +185,7 @@ class CellEngine(wiring.Component):
         m.submodules.state = state = WideSPRAM(state_layout, cells)
 
         widths = _Widths(cfg)
-        m.submodules.gauss = gauss = GaussianSource()
-        m.submodules.threefry = threefry = Threefry()
+        gauss = self.noise
         m.submodules.mul = mul = SerialMultiplier(widths.mul_a, widths.mul_b)
 
         def seed(domain, counter0, counter1):  # the source takes key and counter with the pulse
@@ -259,8 +261,6 @@ class CellEngine(wiring.Component):
             self.cell.payload.lane.eq(lane), self.cell.payload.word.eq(word),
             self.cell.payload.g_plus.eq(g_now[0]), self.cell.payload.g_minus.eq(g_now[1]),
             self.cell.payload.var.eq(var),
-            threefry.key0.eq(p.seed), threefry.key1.eq((self.tile << 8) | Domain.STUCK.value),
-            threefry.counter0.eq(addr), threefry.counter1.eq(0),
         ]
         for table in (Table.LEVEL, Table.PROG_SIGMA, Table.NU_MEAN, Table.NU_SIGMA):
             m.d.comb += [tables[table].addr.eq(target[dev]), tables[table].en.eq(1)]
@@ -329,10 +329,10 @@ class CellEngine(wiring.Component):
 
             # -- CONFIGURE: stuck codes keyed on the cell, programmed state erased ----------
             with m.State("ERASE"):
-                m.d.comb += threefry.start.eq(1)
+                seed(Domain.STUCK, addr, 0)  # the first Threefry block of the seed is the draw
                 m.next = "ERASE_WAIT"
-            with m.State("ERASE_WAIT"), m.If(~threefry.busy):
-                for d, u in enumerate((threefry.out0, threefry.out1)):
+            with m.State("ERASE_WAIT"), m.If(gauss.block_valid):
+                for d, u in enumerate((gauss.block0, gauss.block1)):
                     erase(d, stuck_code(u))
                 m.next = "STORE"
 

@@ -14,7 +14,7 @@ from amaranth.lib.wiring import In, Out
 from ..protocol import physics
 from ..protocol.physics import THREEFRY_PARITY, THREEFRY_ROTATIONS
 
-__all__ = ["GaussianSource", "Threefry"]
+__all__ = ["GaussianSource", "Threefry", "gaussian_source_signature"]
 
 
 def _rotl(value, amount):
@@ -85,6 +85,15 @@ class Threefry(wiring.Component):
         return m
 
 
+def gaussian_source_signature():
+    """A :class:`GaussianSource`'s ports; a user's port is ``In(gaussian_source_signature())``."""
+    return wiring.Signature({
+        "seed": In(1), "key0": In(32), "key1": In(32), "counter0": In(32), "counter1": In(32),
+        "seeding": Out(1), "block_valid": Out(1), "block0": Out(32), "block1": Out(32),
+        "z": Out(stream.Signature(signed(physics.Z_BITS))),
+    })
+
+
 class GaussianSource(wiring.Component):
     """A xoshiro128++ stream seeded by two Threefry blocks, as integer Gaussians ``z``.
 
@@ -97,14 +106,16 @@ class GaussianSource(wiring.Component):
     key0, key1, counter0, counter1 : In(32)
         Read only in the cycle of ``seed``.
     seeding : Out(1)
+    block_valid : Out(1)
+        One cycle after the seed's first Threefry block: ``block0``, ``block1`` hold it (the
+        random words of ``STUCK``, which are a plain block, not a stream).
+    block0, block1 : Out(32)
     z : Out(stream.Signature(signed(Z_BITS)))
         Gaussians in stream order, standard deviation ``Z_SIGMA``.
     """
 
     def __init__(self):
-        super().__init__({"seed": In(1), "key0": In(32), "key1": In(32), "counter0": In(32),
-                          "counter1": In(32), "seeding": Out(1),
-                          "z": Out(stream.Signature(signed(physics.Z_BITS)))})
+        super().__init__(gaussian_source_signature())
 
     def elaborate(self, platform):
         m = Module()
@@ -148,6 +159,7 @@ class GaussianSource(wiring.Component):
         state = Signal(range(4))
         with m.Switch(state):
             with m.Case(WAIT0), m.If(~threefry.busy):
+                m.d.comb += self.block_valid.eq(~self.seed)
                 m.d.sync += [s[0].eq(threefry.out0), s[1].eq(threefry.out1), state.eq(WAIT1)]
                 m.d.comb += [threefry.start.eq(1), threefry.rekey.eq(1), threefry.counter0.eq(counter[0]),
                              threefry.counter1.eq(counter[1] | (1 << 31))]
@@ -162,5 +174,6 @@ class GaussianSource(wiring.Component):
                          threefry.counter0.eq(self.counter0), threefry.counter1.eq(self.counter1)]
             m.d.sync += [counter[0].eq(self.counter0), counter[1].eq(self.counter1),
                          self.z.valid.eq(0), phase.eq(0), state.eq(WAIT0)]
-        m.d.comb += self.seeding.eq((state != RUN) & (state != IDLE))
+        m.d.comb += [self.seeding.eq((state != RUN) & (state != IDLE)),
+                     self.block0.eq(threefry.out0), self.block1.eq(threefry.out1)]
         return m

@@ -25,7 +25,7 @@ from ..protocol import TileConfig, physics
 from ..protocol.physics import OUT_VAR_BITS, V_MAX, Domain, EngineOp, Params, round_shift
 from .arith import ISqrt, SerialMultiplier, shift_add_product
 from .cells import CellEngine, cell_update_layout, stuck_layout, table_write_layout, target_layout
-from .noise import GaussianSource
+from .noise import GaussianSource, gaussian_source_signature
 from .shapes import index_shape
 
 __all__ = ["Tile", "cell_layout", "prog_layout"]
@@ -258,7 +258,7 @@ class Tile(wiring.Component):
                 m.d.sync += [read_index.eq(self.read_index), need_seed.eq(1)]
 
         if cfg.physics:
-            selected, noisy_ready = self._mvm_noise(m, results[out_index], var_results[out_index],
+            selected, noisy_ready = self._mvm_noise(m, engine, results[out_index], var_results[out_index],
                                                     read_index, need_seed, result_valid)
         else:
             selected, noisy_ready = results[out_index], Const(1)
@@ -344,19 +344,36 @@ class Tile(wiring.Component):
             self.pulse.eq(engine.pulse), self.verify_read.eq(engine.verify_read),
         ]
 
-    def _mvm_noise(self, m, result, variance, read_index, need_seed, result_valid):
-        """The column's Gaussian noise: ``(noisy result, ready)`` for the output multiplexer."""
+    def _mvm_noise(self, m, engine, result, variance, read_index, need_seed, result_valid):
+        """The column's Gaussian noise: ``(noisy result, ready)`` for the output multiplexer.
+
+        The tile has one Gaussian source: the device engine's while it is busy, the MVM noise
+        stage's otherwise (the engine works only while no MVM is in flight). Whatever the
+        engine did to the stream, the next noisy MVM seeds its own again.
+        """
         cfg = self.config
         # MVM noise: q = isqrt(V << SQRT_SHIFT), acc += round_shift(q z, noise_shift(var_shift))
-        m.submodules.read_noise = gauss = GaussianSource()
+        m.submodules.gauss = source = GaussianSource()
+        gauss = gaussian_source_signature().flip().create(path=("mvm_noise",))  # this stage's port
+        owner_is_engine = engine.busy
+        for name in ("seed", "key0", "key1", "counter0", "counter1"):
+            m.d.comb += getattr(source, name).eq(Mux(owner_is_engine, getattr(engine.noise, name),
+                                                     getattr(gauss, name)))
+        m.d.comb += source.z.ready.eq(Mux(owner_is_engine, engine.noise.z.ready, gauss.z.ready))
+        for user, owns in ((engine.noise, owner_is_engine), (gauss, ~owner_is_engine)):
+            m.d.comb += [user.seeding.eq(source.seeding), user.block_valid.eq(source.block_valid & owns),
+                         user.block0.eq(source.block0), user.block1.eq(source.block1),
+                         user.z.valid.eq(source.z.valid & owns), user.z.payload.eq(source.z.payload)]
         m.submodules.isqrt = isqrt = ISqrt(variance_width(cfg) + physics.SQRT_SHIFT)
         m.submodules.noise_mul = noise_mul = SerialMultiplier(physics.Z_BITS, len(isqrt.root) + 1)
         p = self.params
         m.d.comb += [gauss.key0.eq(p.seed), gauss.key1.eq((self.tile << 8) | Domain.READ.value),
                      gauss.counter0.eq(read_index), gauss.counter1.eq(0)]
-        with m.If(p.mvm_noise & need_seed & ~gauss.seeding):
+        with m.If(p.mvm_noise & need_seed & ~owner_is_engine):
             m.d.comb += gauss.seed.eq(1)
             m.d.sync += need_seed.eq(0)
+        with m.If(owner_is_engine):  # the engine's draws move the stream: seed again after it
+            m.d.sync += need_seed.eq(1)
         noisy = Signal(signed(max(cfg.acc_width, len(noise_mul.product)) + 1))
         column_done = Signal()
         selected = Mux(p.mvm_noise, noisy, result)

@@ -8,10 +8,13 @@ the result must differ from the unpatched model's (the constant is really used).
 
 import numpy as np
 import pytest
+from amaranth import Module
+from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
 import memxbar
 from memxbar.hdl.cells import CellEngine, table_write_layout, target_layout
+from memxbar.hdl.noise import GaussianSource
 from memxbar.model import TileModel
 from memxbar.protocol import TileConfig, physics
 from memxbar.protocol.physics import EngineOp, Params, ReadNoise, params_fields, table_entries
@@ -83,7 +86,11 @@ def rtl_run(read_noise, targets, tables):
         await ctx.tick()
         snapshots.append((g_now.copy(), variance.copy()))
 
-    sim = Simulator(engine)
+    top = Module()  # the engine and the Gaussian source a tile gives it
+    top.submodules.engine = engine
+    top.submodules.gauss = gauss = GaussianSource()
+    wiring.connect(top, gauss, engine.noise)
+    sim = Simulator(top)
     sim.add_clock(1e-6)
     sim.add_process(collect)
     sim.add_testbench(testbench)
