@@ -36,9 +36,9 @@ def model_run(read_noise, targets, tables):
     program, drift0, drift1 = tables
     model.configure(SEED, read_noise, program, drift0)
     cells = np.arange(CONFIG.lanes * CONFIG.words_per_lane)
-    model.program_cells(cells, targets)
+    model.program_cells(cells, targets, write_index=0)
     after_programming = model.g_now.copy(), model.variance.copy()
-    model.drift(drift1)
+    model.drift(drift1, drift_index=1)
     return after_programming, (model.g_now.copy(), model.variance.copy())
 
 
@@ -76,12 +76,13 @@ def rtl_run(read_noise, targets, tables):
         layout = target_layout(CONFIG)
         for cell in range(CONFIG.lanes * words):
             lane, word = divmod(cell, words)
-            await send(ctx, engine.program, layout.const({"lane": lane, "word": word,
+            await send(ctx, engine.program, layout.const({"lane": lane, "word": word, "index": cell,
                                                           "t_plus": int(targets[0, cell]),
                                                           "t_minus": int(targets[1, cell])}))
         await ctx.tick().until(~engine.busy)
         await ctx.tick()
         snapshots.append((g_now.copy(), variance.copy()))
+        ctx.set(engine.drift_index, 1)  # the first drift call, as the model counts
         await load(ctx, None, drift1, EngineOp.DRIFT)
         await ctx.tick()
         snapshots.append((g_now.copy(), variance.copy()))
