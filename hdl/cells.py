@@ -11,13 +11,12 @@ memory and hands finished cells (the conductances MVMs see, and the per-read noi
 to the tile on ``cell``.
 """
 
-from amaranth import Array, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth import Array, Cat, Module, Mux, Shape, Signal, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..protocol import TileConfig
+from ..protocol import TileConfig, physics
 from ..protocol.physics import (
-    DRIFT_ONE,
     NU_CODES,
     TABLE_BITS,
     V_MAX,
@@ -26,10 +25,13 @@ from ..protocol.physics import (
     Params,
     ReadNoise,
     Table,
+    round_shift,
+    table_max,
 )
 from .arith import SerialMultiplier
-from .noise import GaussianSource, Threefry
+from .noise import gaussian_source_signature
 from .shapes import index_shape
+from .spram import WideSPRAM
 
 __all__ = ["CellEngine", "cell_update_layout", "stuck_layout", "table_write_layout", "target_layout"]
 
@@ -57,13 +59,48 @@ def stuck_layout(config):
 
 
 def table_write_layout(config):
-    return data.StructLayout({"table": Table, "index": 8, "value": max(TABLE_BITS.values())})
+    index = max(TABLE_BITS[Table.LEVEL], (NU_CODES - 1).bit_length())  # levels or nu codes
+    return data.StructLayout({"table": Table, "index": index, "value": max(TABLE_BITS.values())})
 
 
 def _state_layout(config):
     g = unsigned(config.g_bits)
-    return data.StructLayout({"g_prog": data.ArrayLayout(g, 2), "nu": data.ArrayLayout(8, 2),
+    return data.StructLayout({"g_prog": data.ArrayLayout(g, 2), "nu": data.ArrayLayout(range(NU_CODES), 2),
                               "stuck": data.ArrayLayout(2, 2)})
+
+
+def _holding(low, high):
+    """The shape of a value known to lie in ``low..high``."""
+    return Shape.cast(range(low, high + 1))
+
+
+class _Widths:
+    """Every intermediate of the engine's arithmetic, sized from the contract's bounds.
+
+    Bounds come from the largest table entries and ``|z| <= Z_MAX``, so no width is written
+    by hand and a change of a constant in :mod:`memxbar.protocol.physics` resizes them.
+    """
+
+    def __init__(self, config):
+        g_max = config.g_max
+
+        def gauss_max(sigma_max):  # |round_shift(s z, GAUSS_SHIFT)| for s <= sigma_max
+            return round_shift(sigma_max * physics.Z_MAX, physics.GAUSS_SHIFT) + 1
+
+        self.sigma_max = round_shift(g_max * table_max(Table.READ_SIGMA), physics.READ_SIGMA_SHIFT)
+        self.sigma = _holding(0, self.sigma_max)
+        prog, nu, read = (gauss_max(table_max(Table.PROG_SIGMA)), gauss_max(table_max(Table.NU_SIGMA)),
+                          gauss_max(self.sigma_max))
+        self.programmed = _holding(-prog, g_max + prog)     # LEVEL + gauss(PROG_SIGMA, z)
+        self.nu16 = _holding(-nu, table_max(Table.NU_MEAN) + nu)
+        self.read = _holding(-read, g_max + read)           # g_drift + gauss(s, z)
+        self.drifted = _holding(0, round_shift(g_max * table_max(Table.DRIFT), physics.DRIFT_SHIFT))
+        self.var_sum = _holding(0, 2 * self.sigma_max**2 + (1 << 2 * physics.VAR_SHIFT_MAX))
+        # the multiplier's operands: sigma-like values times z, g times a table entry, s * s
+        a_operands = (table_max(Table.PROG_SIGMA), table_max(Table.NU_SIGMA), g_max, self.sigma_max)
+        b_operands = (physics.Z_MAX, table_max(Table.DRIFT), table_max(Table.READ_SIGMA), self.sigma_max)
+        self.mul_a = max(value.bit_length() for value in a_operands) + 1  # signed
+        self.mul_b = max(value.bit_length() for value in b_operands) + 1
 
 
 class CellEngine(wiring.Component):
@@ -94,6 +131,8 @@ class CellEngine(wiring.Component):
     pulse, verify_read : Out(1)
         One programming pulse / one verify read this cycle (event counters).
     busy : Out(1)
+    noise : In(gaussian_source_signature())
+        The tile's Gaussian source, the engine's while ``busy`` (MVMs never run then).
     """
 
     def __init__(self, config, tile=0):
@@ -115,6 +154,7 @@ class CellEngine(wiring.Component):
             "pulse": Out(1),
             "verify_read": Out(1),
             "busy": Out(1),
+            "noise": In(gaussian_source_signature()),
         })
 
     def elaborate(self, platform):
@@ -126,7 +166,7 @@ class CellEngine(wiring.Component):
         # -- tables: written by the host while idle, read by the engine one cycle later -----
         # power-up contents: a perfect device (memxbar.protocol.physics.ideal_tables)
         depth = {Table.DRIFT: NU_CODES}
-        init = {Table.LEVEL: range(levels), Table.DRIFT: [DRIFT_ONE] * NU_CODES}
+        init = {Table.LEVEL: range(levels), Table.DRIFT: [physics.DRIFT_ONE] * NU_CODES}
         tables = {}
         for table in Table:
             mem = memory.Memory(shape=TABLE_BITS[table], depth=depth.get(table, levels),
@@ -140,23 +180,18 @@ class CellEngine(wiring.Component):
 
         state_layout = _state_layout(cfg)
         cells = cfg.lanes * cfg.words_per_lane
-        m.submodules.state = state_mem = memory.Memory(shape=state_layout, depth=cells, init=[])
-        state_wr, state_rd = state_mem.write_port(), state_mem.read_port()
+        # the programmed state, touched one cell at a time: SPRAM on an iCE40UP (cleared at reset,
+        # it has no power-up contents), a block RAM elsewhere
+        m.submodules.state = state = WideSPRAM(state_layout, cells)
 
-        m.submodules.gauss = gauss = GaussianSource()
-        m.submodules.threefry = threefry = Threefry()
-        m.submodules.mul = mul = SerialMultiplier(19, 22)
+        widths = _Widths(cfg)
+        gauss = self.noise
+        m.submodules.mul = mul = SerialMultiplier(widths.mul_a, widths.mul_b)
 
-        # the Gaussian source reads its key and counter while it seeds: held in registers
-        noise_domain = Signal(8)
-        noise_counter = [Signal(32, name="noise_counter0"), Signal(32, name="noise_counter1")]
-        m.d.comb += [gauss.key0.eq(p.seed), gauss.key1.eq((self.tile << 8) | noise_domain),
-                     gauss.counter0.eq(noise_counter[0]), gauss.counter1.eq(noise_counter[1])]
-
-        def seed(domain, counter0, counter1):
-            m.d.comb += gauss.seed.eq(1)
-            m.d.sync += [noise_domain.eq(domain.value), noise_counter[0].eq(counter0),
-                         noise_counter[1].eq(counter1)]
+        def seed(domain, counter0, counter1):  # the source takes key and counter with the pulse
+            m.d.comb += [gauss.seed.eq(1), gauss.key0.eq(p.seed),
+                         gauss.key1.eq((self.tile << 8) | domain.value),
+                         gauss.counter0.eq(counter0), gauss.counter1.eq(counter1)]
 
         # -- the cell being worked on ------------------------------------------------------------
         lane = Signal(index_shape(cfg.lanes))
@@ -168,29 +203,29 @@ class CellEngine(wiring.Component):
         target = Array(Signal(cfg.g_bits, name=f"target{d}") for d in range(2))
         stuck = Array(Signal(2, name=f"stuck{d}") for d in range(2))
         g_prog = Array(Signal(cfg.g_bits, name=f"g_prog{d}") for d in range(2))
-        nu = Array(Signal(8, name=f"nu{d}") for d in range(2))
+        nu = Array(Signal(range(NU_CODES), name=f"nu{d}") for d in range(2))
         g_drift = Array(Signal(cfg.g_bits, name=f"g_drift{d}") for d in range(2))
-        sigma = Array(Signal(18, name=f"sigma{d}") for d in range(2))
+        sigma = Array(Signal(widths.sigma, name=f"sigma{d}") for d in range(2))
         g_now = Array(Signal(cfg.g_bits, name=f"g_now{d}") for d in range(2))
         var = Signal(range(V_MAX + 1))
-        var_acc = Signal(37)
+        var_acc = Signal(widths.var_sum)
         dev = Signal()
-        attempt = Signal(8)
+        attempt = Signal.like(p.verify_max)
         writes = Signal(32)   # the cell's write index: the PROGRAM noise counter, from the request
         drifts = Signal(32)   # the last drift call's index (0 after CONFIGURE): part of the DRIFT counter
 
-        level = Signal(cfg.g_bits)
-        prog_sigma = Signal(16)
-        nu_mean = Signal(13)
-        nu_sigma = Signal(16)
-        drift_factor = Signal(17)
-        read_sigma = Signal(21)
+        level = Signal(TABLE_BITS[Table.LEVEL])
+        prog_sigma = Signal(TABLE_BITS[Table.PROG_SIGMA])
+        nu_mean = Signal(TABLE_BITS[Table.NU_MEAN])
+        nu_sigma = Signal(TABLE_BITS[Table.NU_SIGMA])
+        drift_factor = Signal(TABLE_BITS[Table.DRIFT])
+        read_sigma = Signal(TABLE_BITS[Table.READ_SIGMA])
 
         def clip_level(value):
             return Mux(value < 0, 0, Mux(value > cfg.g_max, cfg.g_max, value))
 
-        def gauss_of(product):  # (s * z + 2**14) >> 15
-            return (product + (1 << 14)) >> 15
+        def gauss_of(product):
+            return round_shift(product, physics.GAUSS_SHIFT)
 
         def start_mul(a, b):
             return [mul.start.eq(1), mul.a.eq(a), mul.b.eq(b)]
@@ -219,15 +254,13 @@ class CellEngine(wiring.Component):
             return Mux(on, 1, Mux(off, 2, 0))
 
         m.d.comb += [
-            state_wr.addr.eq(addr), state_rd.addr.eq(addr), state_rd.en.eq(1),
-            state_wr.data.g_prog[0].eq(g_prog[0]), state_wr.data.g_prog[1].eq(g_prog[1]),
-            state_wr.data.nu[0].eq(nu[0]), state_wr.data.nu[1].eq(nu[1]),
-            state_wr.data.stuck[0].eq(stuck[0]), state_wr.data.stuck[1].eq(stuck[1]),
+            state.addr.eq(addr),
+            state.write_data.g_prog[0].eq(g_prog[0]), state.write_data.g_prog[1].eq(g_prog[1]),
+            state.write_data.nu[0].eq(nu[0]), state.write_data.nu[1].eq(nu[1]),
+            state.write_data.stuck[0].eq(stuck[0]), state.write_data.stuck[1].eq(stuck[1]),
             self.cell.payload.lane.eq(lane), self.cell.payload.word.eq(word),
             self.cell.payload.g_plus.eq(g_now[0]), self.cell.payload.g_minus.eq(g_now[1]),
             self.cell.payload.var.eq(var),
-            threefry.key0.eq(p.seed), threefry.key1.eq((self.tile << 8) | Domain.STUCK.value),
-            threefry.counter0.eq(addr), threefry.counter1.eq(0),
         ]
         for table in (Table.LEVEL, Table.PROG_SIGMA, Table.NU_MEAN, Table.NU_SIGMA):
             m.d.comb += [tables[table].addr.eq(target[dev]), tables[table].en.eq(1)]
@@ -245,32 +278,48 @@ class CellEngine(wiring.Component):
                 m.d.sync += [word.eq(Mux(last_word, 0, word + 1)), lane.eq(lane + last_word)]
                 m.next = "NEXT"
 
+        # Once after power-up (not after a reset: the state survives one, like the tile's levels)
+        # every cell's state is erased to g_prog, nu, stuck = 0, the perfect device the tile's
+        # zeroed level memories show, as CONFIGURE with ideal tables would: an SPRAM has no
+        # power-up contents. ``cleared`` is reset-less, so only configuration sets it to 0.
+        cleared = Signal(reset_less=True)
         with m.FSM() as fsm:
             with m.State("IDLE"):
-                m.d.comb += [self.table.ready.eq(1), self.op.ready.eq(1),
-                             self.program.ready.eq(~self.op.valid),
-                             self.stuck.ready.eq(~self.op.valid & ~self.program.valid)]
-                with m.If(self.op.valid):
-                    m.d.sync += [lane.eq(0), word.eq(0)]
-                    with m.If(self.op.payload == EngineOp.CONFIGURE):
-                        m.d.comb += self.restart.eq(1)
-                        m.d.sync += [job.eq(CONFIGURE), drifts.eq(0)]
-                        m.next = "ERASE"
-                    with m.Else():
-                        m.d.sync += [job.eq(DRIFT), drifts.eq(self.drift_index)]
-                        m.next = "LOAD"
-                with m.Elif(self.program.valid):
-                    cmd = self.program.payload
-                    m.d.sync += [job.eq(PROGRAM), lane.eq(cmd.lane), word.eq(cmd.word),
-                                 target[0].eq(cmd.t_plus), target[1].eq(cmd.t_minus),
-                                 writes.eq(cmd.index)]
-                    m.next = "P_SEED"
-                with m.Elif(self.stuck.valid):
-                    mark = self.stuck.payload
-                    m.d.sync += [job.eq(MARK), lane.eq(mark.lane), word.eq(mark.word)]
-                    for d in range(2):
-                        erase(d, mark.codes[d])
-                    m.next = "STORE"
+                with m.If(~cleared):
+                    m.next = "CLEAR"
+                with m.Else():
+                    m.d.comb += [self.table.ready.eq(1), self.op.ready.eq(1),
+                                 self.program.ready.eq(~self.op.valid),
+                                 self.stuck.ready.eq(~self.op.valid & ~self.program.valid)]
+                    with m.If(self.op.valid):
+                        m.d.sync += [lane.eq(0), word.eq(0)]
+                        with m.If(self.op.payload == EngineOp.CONFIGURE):
+                            m.d.comb += self.restart.eq(1)
+                            m.d.sync += [job.eq(CONFIGURE), drifts.eq(0)]
+                            m.next = "ERASE"
+                        with m.Else():
+                            m.d.sync += [job.eq(DRIFT), drifts.eq(self.drift_index)]
+                            m.next = "LOAD"
+                    with m.Elif(self.program.valid):
+                        cmd = self.program.payload
+                        m.d.sync += [job.eq(PROGRAM), lane.eq(cmd.lane), word.eq(cmd.word),
+                                     target[0].eq(cmd.t_plus), target[1].eq(cmd.t_minus),
+                                     writes.eq(cmd.index)]
+                        m.next = "P_SEED"
+                    with m.Elif(self.stuck.valid):
+                        mark = self.stuck.payload
+                        m.d.sync += [job.eq(MARK), lane.eq(mark.lane), word.eq(mark.word)]
+                        for d in range(2):
+                            erase(d, mark.codes[d])
+                        m.next = "STORE"
+
+            with m.State("CLEAR"):
+                m.d.comb += state.write_en.eq(1)  # the state registers are still at reset: 0
+                last_word = word == cfg.words_per_lane - 1
+                m.d.sync += [word.eq(Mux(last_word, 0, word + 1)), lane.eq(lane + last_word)]
+                with m.If(last_word & (lane == cfg.lanes - 1)):
+                    m.d.sync += [lane.eq(0), cleared.eq(1)]
+                    m.next = "IDLE"
 
             with m.State("NEXT"):
                 with m.If(job == CONFIGURE):
@@ -280,10 +329,10 @@ class CellEngine(wiring.Component):
 
             # -- CONFIGURE: stuck codes keyed on the cell, programmed state erased ----------
             with m.State("ERASE"):
-                m.d.comb += threefry.start.eq(1)
+                seed(Domain.STUCK, addr, 0)  # the first Threefry block of the seed is the draw
                 m.next = "ERASE_WAIT"
-            with m.State("ERASE_WAIT"), m.If(~threefry.busy):
-                for d, u in enumerate((threefry.out0, threefry.out1)):
+            with m.State("ERASE_WAIT"), m.If(gauss.block_valid):
+                for d, u in enumerate((gauss.block0, gauss.block1)):
                     erase(d, stuck_code(u))
                 m.next = "STORE"
 
@@ -292,8 +341,8 @@ class CellEngine(wiring.Component):
                 m.next = "LOAD_WAIT"  # the read port shows addr's word one cycle later
             with m.State("LOAD_WAIT"):
                 for d in range(2):
-                    m.d.sync += [g_prog[d].eq(state_rd.data.g_prog[d]), nu[d].eq(state_rd.data.nu[d]),
-                                 stuck[d].eq(state_rd.data.stuck[d])]
+                    m.d.sync += [g_prog[d].eq(state.read_data.g_prog[d]), nu[d].eq(state.read_data.nu[d]),
+                                 stuck[d].eq(state.read_data.stuck[d])]
                 m.d.sync += dev.eq(0)
                 m.next = "S_TABLE"
 
@@ -302,7 +351,7 @@ class CellEngine(wiring.Component):
                 m.d.sync += [dev.eq(0), seeded.eq(0)]
                 m.next = "P_STUCK"
             with m.State("P_STUCK"):
-                m.d.sync += [stuck[0].eq(state_rd.data.stuck[0]), stuck[1].eq(state_rd.data.stuck[1])]
+                m.d.sync += [stuck[0].eq(state.read_data.stuck[0]), stuck[1].eq(state.read_data.stuck[1])]
                 m.next = "P_TABLE"
             with m.State("P_TABLE"):
                 m.next = "P_DEVICE"
@@ -319,7 +368,7 @@ class CellEngine(wiring.Component):
             with m.State("P_Z"):
                 draw(prog_sigma, Domain.PROGRAM, writes, 0, "P_MUL")
             with m.State("P_MUL"), m.If(~mul.busy):
-                g = Signal(signed(cfg.g_bits + 12))
+                g = Signal(widths.programmed)
                 m.d.comb += [g.eq(level + gauss_of(mul.product)), self.pulse.eq(1)]
                 clipped = clip_level(g)
                 m.d.sync += [g_prog[dev].eq(clipped), attempt.eq(attempt + 1)]
@@ -335,9 +384,9 @@ class CellEngine(wiring.Component):
             with m.State("P_NU_Z"):
                 draw(nu_sigma, Domain.PROGRAM, writes, 0, "P_NU_MUL")
             with m.State("P_NU_MUL"), m.If(~mul.busy):
-                nu16 = Signal(signed(24))
+                nu16 = Signal(widths.nu16)
                 m.d.comb += nu16.eq(nu_mean + gauss_of(mul.product))
-                code = (abs(nu16) + 8) >> 4
+                code = round_shift(abs(nu16), physics.NU_FRACTION_BITS)
                 m.d.sync += nu[dev].eq(Mux(code > NU_CODES - 1, NU_CODES - 1, code))
                 m.next = "P_NEXT_DEVICE"
             with m.State("P_NEXT_DEVICE"):
@@ -348,7 +397,7 @@ class CellEngine(wiring.Component):
                     m.next = "STORE"
 
             with m.State("STORE"):
-                m.d.comb += state_wr.en.eq(1)
+                m.d.comb += state.write_en.eq(1)
                 m.d.sync += dev.eq(0)
                 m.next = "S_TABLE"
 
@@ -361,19 +410,22 @@ class CellEngine(wiring.Component):
                 m.d.comb += start_mul(g_prog[dev], tables[Table.DRIFT].data)
                 m.next = "S_DRIFT_MUL"
             with m.State("S_DRIFT_MUL"), m.If(~mul.busy):
-                drifted = Signal(cfg.g_bits + 2)
-                m.d.comb += drifted.eq((mul.product + (1 << 15)) >> 16)
+                drifted = Signal(widths.drifted)
+                m.d.comb += drifted.eq(round_shift(mul.product, physics.DRIFT_SHIFT))
                 clipped = Mux(drifted > cfg.g_max, cfg.g_max, drifted)
                 m.d.sync += g_drift[dev].eq(clipped)
                 m.d.comb += start_mul(clipped, read_sigma)
                 m.next = "S_SIGMA_MUL"
             with m.State("S_SIGMA_MUL"), m.If(~mul.busy):
-                m.d.sync += sigma[dev].eq((mul.product + (1 << 11)) >> 12)
+                m.d.sync += sigma[dev].eq(round_shift(mul.product, physics.READ_SIGMA_SHIFT))
                 with m.If(dev == 0):
                     m.d.sync += dev.eq(1)
                     m.next = "S_TABLE"
+                with m.Elif((p.read_noise == ReadNoise.FROZEN) & (job == DRIFT)):
+                    m.next = "F_SEED"  # frozen read noise: drawn by drift calls only
                 with m.Elif(p.read_noise == ReadNoise.FROZEN):
-                    m.next = "F_SEED"
+                    m.d.sync += [g_now[0].eq(g_drift[0]), g_now[1].eq(g_drift[1]), var.eq(0)]
+                    m.next = "WRITE"
                 with m.Else():
                     m.next = "V_SQUARE0"
 
@@ -383,7 +435,7 @@ class CellEngine(wiring.Component):
             with m.State("F_Z"):
                 draw(sigma[dev], Domain.DRIFT, addr, drifts, "F_MUL")
             with m.State("F_MUL"), m.If(~mul.busy):
-                g = Signal(signed(cfg.g_bits + 16))
+                g = Signal(widths.read)
                 m.d.comb += g.eq(g_drift[dev] + gauss_of(mul.product))
                 m.d.sync += g_now[dev].eq(clip_level(g))
                 with m.If(dev == 0):
@@ -403,9 +455,9 @@ class CellEngine(wiring.Component):
                 m.next = "V_SUM"
             with m.State("V_SUM"), m.If(~mul.busy):
                 shift = Cat(0, p.var_shift)  # 2 * var_shift
-                total = Signal(38)
-                m.d.comb += total.eq(var_acc + mul.product + ((1 << shift) >> 1))
-                scaled = total >> shift
+                total = Signal(widths.var_sum)
+                m.d.comb += total.eq(var_acc + mul.product)
+                scaled = round_shift(total, shift)
                 m.d.sync += var.eq(Mux(scaled > V_MAX, V_MAX, scaled))
                 m.next = "WRITE"
 
@@ -414,5 +466,5 @@ class CellEngine(wiring.Component):
                 with m.If(self.cell.ready):
                     next_cell_or_idle()
 
-        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
+        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE") | ~cleared)
         return m

@@ -21,11 +21,11 @@ from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..protocol import TileConfig
-from ..protocol.physics import OUT_VAR_BITS, V_MAX, Domain, EngineOp, Params
+from ..protocol import TileConfig, physics
+from ..protocol.physics import OUT_VAR_BITS, V_MAX, Domain, EngineOp, Params, round_shift
 from .arith import ISqrt, SerialMultiplier, shift_add_product
 from .cells import CellEngine, cell_update_layout, stuck_layout, table_write_layout, target_layout
-from .noise import GaussianSource
+from .noise import GaussianSource, gaussian_source_signature
 from .shapes import index_shape
 
 __all__ = ["Tile", "cell_layout", "prog_layout"]
@@ -216,7 +216,8 @@ class Tile(wiring.Component):
         v2, first2, last2, tail2 = Signal(), Signal(), Signal(), Signal()
         prod_shape = signed(cfg.dac_bits + cfg.g_bits + 1)
         products = [Signal(prod_shape, name=f"product{lane}") for lane in range(cfg.lanes)]
-        var_products = [Signal(2 * cfg.dac_bits + 10, name=f"var_product{lane}") for lane in range(cfg.lanes)]
+        var_products = [Signal(2 * cfg.dac_bits + physics.VAR_BITS, name=f"var_product{lane}")
+                        for lane in range(cfg.lanes)]
         with m.If(advance):
             m.d.sync += [v2.eq(vd), first2.eq(firstd), last2.eq(lastd), tail2.eq(taild)]
             for lane in range(cfg.lanes):
@@ -257,7 +258,7 @@ class Tile(wiring.Component):
                 m.d.sync += [read_index.eq(self.read_index), need_seed.eq(1)]
 
         if cfg.physics:
-            selected, noisy_ready = self._mvm_noise(m, results[out_index], var_results[out_index],
+            selected, noisy_ready = self._mvm_noise(m, engine, results[out_index], var_results[out_index],
                                                     read_index, need_seed, result_valid)
         else:
             selected, noisy_ready = results[out_index], Const(1)
@@ -343,34 +344,51 @@ class Tile(wiring.Component):
             self.pulse.eq(engine.pulse), self.verify_read.eq(engine.verify_read),
         ]
 
-    def _mvm_noise(self, m, result, variance, read_index, need_seed, result_valid):
-        """The column's Gaussian noise: ``(noisy result, ready)`` for the output multiplexer."""
+    def _mvm_noise(self, m, engine, result, variance, read_index, need_seed, result_valid):
+        """The column's Gaussian noise: ``(noisy result, ready)`` for the output multiplexer.
+
+        The tile has one Gaussian source: the device engine's while it is busy, the MVM noise
+        stage's otherwise (the engine works only while no MVM is in flight). Whatever the
+        engine did to the stream, the next noisy MVM seeds its own again.
+        """
         cfg = self.config
-        # MVM noise: q = isqrt(V << 8), acc += (q z + 2**(k-1)) >> k, k = 19 - var_shift
-        m.submodules.read_noise = gauss = GaussianSource()
-        m.submodules.isqrt = isqrt = ISqrt(variance_width(cfg) + 8)
-        m.submodules.noise_mul = noise_mul = SerialMultiplier(16, len(isqrt.root) + 1)
+        # MVM noise: q = isqrt(V << SQRT_SHIFT), acc += round_shift(q z, noise_shift(var_shift))
+        m.submodules.gauss = source = GaussianSource()
+        gauss = gaussian_source_signature().flip().create(path=("mvm_noise",))  # this stage's port
+        owner_is_engine = engine.busy
+        for name in ("seed", "key0", "key1", "counter0", "counter1"):
+            m.d.comb += getattr(source, name).eq(Mux(owner_is_engine, getattr(engine.noise, name),
+                                                     getattr(gauss, name)))
+        m.d.comb += source.z.ready.eq(Mux(owner_is_engine, engine.noise.z.ready, gauss.z.ready))
+        for user, owns in ((engine.noise, owner_is_engine), (gauss, ~owner_is_engine)):
+            m.d.comb += [user.seeding.eq(source.seeding), user.block_valid.eq(source.block_valid & owns),
+                         user.block0.eq(source.block0), user.block1.eq(source.block1),
+                         user.z.valid.eq(source.z.valid & owns), user.z.payload.eq(source.z.payload)]
+        m.submodules.isqrt = isqrt = ISqrt(variance_width(cfg) + physics.SQRT_SHIFT)
+        m.submodules.noise_mul = noise_mul = SerialMultiplier(physics.Z_BITS, len(isqrt.root) + 1)
         p = self.params
         m.d.comb += [gauss.key0.eq(p.seed), gauss.key1.eq((self.tile << 8) | Domain.READ.value),
                      gauss.counter0.eq(read_index), gauss.counter1.eq(0)]
-        with m.If(p.mvm_noise & need_seed & ~gauss.seeding):
+        with m.If(p.mvm_noise & need_seed & ~owner_is_engine):
             m.d.comb += gauss.seed.eq(1)
             m.d.sync += need_seed.eq(0)
+        with m.If(owner_is_engine):  # the engine's draws move the stream: seed again after it
+            m.d.sync += need_seed.eq(1)
         noisy = Signal(signed(max(cfg.acc_width, len(noise_mul.product)) + 1))
         column_done = Signal()
         selected = Mux(p.mvm_noise, noisy, result)
         with m.FSM():
             with m.State("COLUMN"), m.If(p.mvm_noise & result_valid & ~column_done):
-                m.d.comb += [isqrt.start.eq(1), isqrt.value.eq((variance + p.out_var) << 8)]
+                m.d.comb += [isqrt.start.eq(1), isqrt.value.eq((variance + p.out_var) << physics.SQRT_SHIFT)]
                 m.next = "SQRT"
             with m.State("SQRT"), m.If(~isqrt.busy & gauss.z.valid & ~need_seed):
                 m.d.comb += [gauss.z.ready.eq(1), noise_mul.start.eq(1), noise_mul.a.eq(gauss.z.payload),
                              noise_mul.b.eq(isqrt.root)]
                 m.next = "MULTIPLY"
             with m.State("MULTIPLY"), m.If(~noise_mul.busy):
-                k = Signal(5)
-                m.d.comb += k.eq(19 - p.var_shift)
-                noise = (noise_mul.product + ((1 << k) >> 1)) >> k
+                k = Signal(range(physics.noise_shift(0) + 1))
+                m.d.comb += k.eq(physics.noise_shift(p.var_shift))
+                noise = round_shift(noise_mul.product, k)
                 m.d.sync += [noisy.eq(result + noise), column_done.eq(1)]
                 m.next = "COLUMN"
         with m.If(self.y.valid & self.y.ready):

@@ -15,14 +15,18 @@ from math import isfinite, log, sqrt
 
 import numpy as np
 
+from .protocol import physics
 from .protocol.physics import (
     DRIFT_ONE,
     NU_CODES,
     OUT_VAR_BITS,
     SIGMA_STEPS,
     V_MAX,
+    VAR_SHIFT_MAX,
     DriftTables,
     ProgramTables,
+    Table,
+    table_max,
 )
 
 __all__ = ["PCM", "RRAM", "DeviceModel", "Ideal"]
@@ -149,12 +153,16 @@ class DeviceModel:
             allowed = np.round(np.linspace(0, top, self.levels)).astype(np.int64)
             level = allowed[np.abs(targets[:, None] - allowed[None, :]).argmin(axis=1)]
         step = self.nu_step()
+        fraction = 1 << physics.NU_FRACTION_BITS  # the nu tables count fractions of a code
         ints = _table_of_ints
         return ProgramTables(
             level=ints("level", level, config.g_max),
-            prog_sigma=ints("prog_sigma", SIGMA_STEPS * self.prog_sigma(g_target) / lsb, 1 << 16),
-            nu_mean=ints("nu_mean", 16 * np.abs(self.nu_mean(g_target)) / step, 16 * NU_CODES),
-            nu_sigma=ints("nu_sigma", 16 * SIGMA_STEPS * np.abs(self.nu_sigma(g_target)) / step, 1 << 16),
+            prog_sigma=ints("prog_sigma", SIGMA_STEPS * self.prog_sigma(g_target) / lsb,
+                            table_max(Table.PROG_SIGMA)),
+            nu_mean=ints("nu_mean", fraction * np.abs(self.nu_mean(g_target)) / step,
+                         NU_CODES << physics.NU_FRACTION_BITS),
+            nu_sigma=ints("nu_sigma", fraction * SIGMA_STEPS * np.abs(self.nu_sigma(g_target)) / step,
+                          table_max(Table.NU_SIGMA)),
             p_on=min(round(self.stuck_on * 2**32), 2**32 - 1),
             p_off=min(round(self.stuck_off * 2**32), 2**32 - 1),
             g_on=config.g_max,
@@ -169,11 +177,13 @@ class DeviceModel:
         codes = np.arange(NU_CODES)
         drift = _table_of_ints("drift", DRIFT_ONE * self.drift_factor(codes * self.nu_step(), t), DRIFT_ONE)
         g_prog = np.arange(config.g_max + 1) * lsb
-        read_sigma = _table_of_ints("read_sigma", 4096 * SIGMA_STEPS * self.read_sigma(g_prog, t), 1 << 20)
+        one = 1 << physics.READ_SIGMA_SHIFT  # READ_SIGMA is fixed point
+        read_sigma = _table_of_ints("read_sigma", one * SIGMA_STEPS * self.read_sigma(g_prog, t),
+                                    table_max(Table.READ_SIGMA))
         # the noisiest cell pair sets the variance scale, so no cell's variance saturates
-        s_max = max(level * rs for level, rs in enumerate(read_sigma)) / 4096
+        s_max = max(level * rs for level, rs in enumerate(read_sigma)) / one
         var_shift = 0
-        while 2 * s_max * s_max / 4**var_shift > V_MAX and var_shift < 15:
+        while 2 * s_max * s_max / 4**var_shift > V_MAX and var_shift < VAR_SHIFT_MAX:
             var_shift += 1
         sigma_acc = self.out_noise * config.x_max * self.target_max(config) * SIGMA_STEPS
         out_var = round(sigma_acc**2 / 4**var_shift)

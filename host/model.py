@@ -10,7 +10,7 @@ import numpy as np
 
 from .errors import Unsupported
 from .noise import Streams, gauss, noise_key, threefry2x32
-from .protocol import TileConfig, cell_at, memory_cells
+from .protocol import TileConfig, cell_at, memory_cells, physics
 from .protocol.physics import (
     NU_CODES,
     V_MAX,
@@ -194,7 +194,8 @@ class TileModel:
             healthy = stuck[device] == 0
             z = streams.gaussian(healthy & (nu_sigma[device] != 0))
             nu16 = nu_mean[device] + gauss(nu_sigma[device], z)
-            nu[device] = np.where(healthy, np.minimum(NU_CODES - 1, (np.abs(nu16) + 8) >> 4), 0)
+            code = physics.round_shift(np.abs(nu16), physics.NU_FRACTION_BITS)
+            nu[device] = np.where(healthy, np.minimum(NU_CODES - 1, code), 0)
         self.g_prog.reshape(2, -1)[:, cells] = g_prog
         self.nu.reshape(2, -1)[:, cells] = nu
         self.writes += count
@@ -210,30 +211,32 @@ class TileModel:
             raise Unsupported("this tile was built without physics (an ideal tile): no drift")
         self.drifts = self.drifts + 1 if drift_index is None else drift_index
         self._load_drift(tables)
-        self._settle()
+        self._settle(drift_call=True)
 
-    def _settle(self, cells=None):
+    def _settle(self, cells=None, drift_call=False):
         """Conductances (and read-noise variances) of ``cells`` (default all) from their
-        programmed state and the drift tables."""
+        programmed state and the drift tables. Frozen read noise is drawn only by a drift call
+        (aihwkit's ``drift_weights``): after programming, CONFIG or STUCK a cell reads ``g_drift``."""
         cfg, d = self.config, self.drift_tables
         cells = np.arange(self._cell.size) if cells is None else cells
         g_prog = self.g_prog.reshape(2, -1)[:, cells]
-        g_drift = np.clip((g_prog * self._drift[self.nu.reshape(2, -1)[:, cells]] + (1 << 15)) >> 16,
-                          0, cfg.g_max)
-        sigma = (g_drift * self._read_sigma[g_prog] + (1 << 11)) >> 12
+        factor = self._drift[self.nu.reshape(2, -1)[:, cells]]
+        g_drift = np.clip(physics.round_shift(g_prog * factor, physics.DRIFT_SHIFT), 0, cfg.g_max)
+        sigma = physics.round_shift(g_drift * self._read_sigma[g_prog], physics.READ_SIGMA_SHIFT)
         g_now = self.g_now.reshape(2, -1)
         variance = self.variance.reshape(-1)
         if self.read_noise == ReadNoise.FROZEN:
-            streams = Streams(self._key(Domain.DRIFT), self._cell.ravel()[cells], self.drifts)
-            for device in range(2):
-                z = streams.gaussian(sigma[device] != 0)
-                g_now[device, cells] = np.clip(g_drift[device] + gauss(sigma[device], z), 0, cfg.g_max)
+            g_now[:, cells] = g_drift
+            if drift_call:
+                streams = Streams(self._key(Domain.DRIFT), self._cell.ravel()[cells], self.drifts)
+                for device in range(2):
+                    z = streams.gaussian(sigma[device] != 0)
+                    g_now[device, cells] = np.clip(g_drift[device] + gauss(sigma[device], z), 0, cfg.g_max)
             variance[cells] = 0
         else:
-            shift = 2 * d.var_shift
             g_now[:, cells] = g_drift
-            total = sigma[0] ** 2 + sigma[1] ** 2 + ((1 << shift) >> 1)
-            variance[cells] = np.minimum(V_MAX, total >> shift)
+            variance[cells] = np.minimum(V_MAX, physics.round_shift(sigma[0] ** 2 + sigma[1] ** 2,
+                                                                    2 * d.var_shift))
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -263,11 +266,10 @@ class TileModel:
         acc = x @ (g_plus - g_minus).T
         variance = (x * x) @ self._as_cells(self.variance).T + self.drift_tables.out_var
         if self.mvm_noise:
-            q = isqrt(variance << 8)
+            q = isqrt(variance << physics.SQRT_SHIFT)
             streams = Streams(self._key(Domain.READ), self.reads + np.arange(batch))
             z = np.stack([streams.gaussian() for _ in range(cfg.cols)], axis=1)
-            shift = 19 - self.drift_tables.var_shift
-            acc = acc + ((q * z + (1 << (shift - 1))) >> shift)
+            acc = acc + physics.round_shift(q * z, physics.noise_shift(self.drift_tables.var_shift))
         self.reads += batch
         self.counters["mvms"] += batch
         self.counters["macs"] += batch * cfg.rows * cfg.cols

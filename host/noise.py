@@ -8,6 +8,7 @@ the keys are specified in :mod:`memxbar.protocol.physics`. Arithmetic is uint64 
 
 import numpy as np
 
+from .protocol import physics
 from .protocol.physics import THREEFRY_PARITY, THREEFRY_ROTATIONS, Domain
 
 __all__ = ["Streams", "gauss", "noise_key", "threefry2x32"]
@@ -78,9 +79,12 @@ class Streams:
 
     def gaussian(self, mask=None):
         """One integer Gaussian ``z`` (int64, sd ``Z_SIGMA``) per stream."""
-        a, b, c = self.next(mask), self.next(mask), self.next(mask)
-        ones = _popcount(a) + _popcount(b)
-        return (ones - 32) * 512 + 2 * (c & np.uint64(0xFF)).astype(np.int64) - 255
+        # BINOMIAL_BITS / 32 outputs counted, then one for the dither
+        ones = sum(_popcount(self.next(mask)) for _ in range(physics.BINOMIAL_BITS // 32))
+        c = self.next(mask)
+        dither = physics.DITHER_BITS
+        return (((ones - physics.BINOMIAL_BITS // 2) << (dither + 1))
+                + 2 * (c & np.uint64((1 << dither) - 1)).astype(np.int64) - ((1 << dither) - 1))
 
 
 def _popcount(words):
@@ -88,5 +92,6 @@ def _popcount(words):
 
 
 def gauss(sigma, z):
-    """``N(0, (sigma / SIGMA_STEPS)**2)`` from ``z``: ``(sigma * z + 2**14) >> 15``."""
-    return (np.asarray(sigma, dtype=np.int64) * np.asarray(z, dtype=np.int64) + (1 << 14)) >> 15
+    """``N(0, (sigma / SIGMA_STEPS)**2)`` from ``z``: ``round_shift(sigma * z, GAUSS_SHIFT)``."""
+    product = np.asarray(sigma, dtype=np.int64) * np.asarray(z, dtype=np.int64)
+    return physics.round_shift(product, physics.GAUSS_SHIFT)

@@ -28,3 +28,45 @@ def test_rtl_gaussians_equal_the_model_and_pass_the_statistics():
     model = np.stack([streams.gaussian() for _ in range(COLUMNS)], axis=1)
     assert np.array_equal(rtl, model), f"{np.sum(rtl != model)} of {rtl.size} RTL samples differ"
     check_gaussian_statistics(rtl / Z_SIGMA, "RTL")
+
+
+@pytest.mark.parametrize("late", [1, 2, 10, 21, 22, 23, 30, 43, 44, 45, 60])
+def test_a_seed_while_seeding_restarts_the_stream(late):
+    """The stream belongs to the last seed, wherever the first one's Threefry blocks are, and
+    key and counter count only in the seed's cycle (issue 13: the stale-block hazard)."""
+    from amaranth.sim import Simulator
+
+    from memxbar.hdl.noise import GaussianSource
+
+    source = GaussianSource()
+    key = noise_key(0xBEEF, 3, Domain.PROGRAM)
+    want = Streams(key, 77, 5)
+    expected = [int(want.gaussian()) for _ in range(4)]
+    got = []
+
+    async def testbench(ctx):
+        async def seed(counter0, counter1):
+            ctx.set(source.key0, key[0])
+            ctx.set(source.key1, key[1])
+            ctx.set(source.counter0, counter0)
+            ctx.set(source.counter1, counter1)
+            ctx.set(source.seed, 1)
+            await ctx.tick()
+            ctx.set(source.seed, 0)
+            for port in (source.key0, source.key1, source.counter0, source.counter1):
+                ctx.set(port, 0xFFFF_FFFF)  # never held: anything may follow
+
+        await seed(12, 0)
+        await ctx.tick().repeat(late)
+        await seed(77, 5)
+        ctx.set(source.z.ready, 1)
+        while len(got) < len(expected):
+            _, _, valid, payload = await ctx.tick().sample(source.z.valid, source.z.payload)
+            if valid:
+                got.append(payload)
+
+    sim = Simulator(source)
+    sim.add_clock(1e-6)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert got == expected

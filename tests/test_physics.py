@@ -62,11 +62,13 @@ def tile():
         yield dev.tile(0)
 
 
+@pytest.mark.parametrize("read_noise", ["per_read", "frozen"])
 @pytest.mark.parametrize("g_target", LEVELS_US)
-def test_programming_noise_std(tile, g_target):
-    tile.configure(memxbar.PCM(), seed=int(g_target))  # a seed per level: independent samples
+def test_programming_noise_std(tile, g_target, read_noise):
+    # a seed per level: independent samples
+    tile.configure(memxbar.PCM(), seed=int(g_target), read_noise=read_noise)
     g_quantised = program_level(tile, g_target)
-    g_plus, _ = tile.conductances()  # per_read at t = 0: programmed conductances
+    g_plus, _ = tile.conductances()  # before any drift call: the programmed conductances
     measured = g_plus.ravel()[1:].std()
     expected = pcm_sigma_prog(g_quantised)
     print(f"{g_target} uS: sigma_prog {measured:.4f} uS, equation {expected:.4f}")
@@ -100,6 +102,29 @@ def test_drift_continues_each_cells_trajectory(tile):
     tile.drift(86400.0)
     assert np.array_equal(tile.conductances()[0], via_one_hour)
     assert (via_one_hour <= one_hour + 1e-9).mean() > 0.99  # PCM conductance decays
+
+
+def test_frozen_read_noise_starts_with_the_first_drift_call(tile):
+    """aihwkit: ``program_weights`` leaves the programmed conductances, ``drift_weights(t)``
+    (``t = 0`` included) samples read noise; a reprogrammed cell reads without it again."""
+    def conductances(read_noise, drift_times, reprogram=False):
+        tile.configure(memxbar.PCM(), seed=4, read_noise=read_noise)
+        program_level(tile, 15.0)
+        for t in drift_times:
+            tile.drift(t)
+        if reprogram:
+            program_level(tile, 15.0)
+        return np.stack(tile.conductances())
+
+    programmed = conductances("per_read", [])
+    assert np.array_equal(conductances("frozen", []), programmed)
+    frozen_at_0 = conductances("frozen", [0.0])
+    changed = (frozen_at_0 != programmed).mean()
+    assert changed > 0.5, f"drift(0) moved only {changed:.1%} of the conductances: no read noise"
+    assert np.array_equal(conductances("per_read", [0.0]), programmed)  # drift at t = 0 is a factor 1
+    # programming after a drift call: the new cells read without read noise until the next call
+    reprogrammed = conductances("frozen", [0.0], reprogram=True)
+    assert np.array_equal(reprogrammed, conductances("per_read", [0.0], reprogram=True))
 
 
 @pytest.mark.parametrize("t", [0.0, 3600.0, 86400.0 * 365])

@@ -13,11 +13,15 @@ takes three outputs ``a, b, c``::
 
     z = (popcount(a) + popcount(b) - 32) * 512 + 2 * (c & 0xFF) - 255
 
-so ``z`` is a binomial(64, 1/2) smoothed by a uniform dither: mean 0, standard deviation
-``Z_SIGMA`` (about 2053.3), excess kurtosis -0.031, at most 0.0013 from N(0, 1) in
-Kolmogorov distance. ``gauss(s, z) = (s * z + 2**14) >> 15`` draws ``N(0, (s / SIGMA_STEPS)**2)``
-with ``SIGMA_STEPS = 2**15 / Z_SIGMA`` (about 15.96): tables store standard deviations in
+(``BINOMIAL_BITS = 64`` bits counted, ``DITHER_BITS = 8``), so ``z`` is a binomial(64, 1/2)
+smoothed by a uniform dither: mean 0, standard deviation ``Z_SIGMA`` (about 2053.3), excess
+kurtosis -0.031, at most 0.0013 from N(0, 1) in Kolmogorov distance, ``|z| <= Z_MAX``.
+``gauss(s, z) = round_shift(s * z, GAUSS_SHIFT)`` draws ``N(0, (s / SIGMA_STEPS)**2)`` with
+``SIGMA_STEPS = 2**GAUSS_SHIFT / Z_SIGMA`` (about 15.96): tables store standard deviations in
 steps of ``1 / SIGMA_STEPS`` of their unit, so the gateware needs no division by ``Z_SIGMA``.
+``round_shift(v, k) = (v + 2**(k - 1)) >> k`` (``v`` for ``k = 0``) rounds half up; every
+shift below is one of the contract's constants (``GAUSS_SHIFT`` 15, ``DRIFT_SHIFT`` 16,
+``READ_SIGMA_SHIFT`` 12, ``NU_FRACTION_BITS`` 4, ``SQRT_SHIFT`` 8), written in this module only.
 
 Noise keys (documented equivalent of "a function of seed, tile, read index and cell")
 --------------------------------------------------------------------------------------
@@ -53,18 +57,26 @@ Programming one device of a cell to target level ``T``::
 Drifting, for the drift tables of time ``t`` (and right after programming, with the
 tables of the last drift call; CONFIG loads those of ``t = 0``)::
 
-    g_drift = clip((g_prog * DRIFT[nu_code] + 2**15) >> 16, 0, g_max)
-    s = (g_drift * READ_SIGMA[g_prog] + 2**11) >> 12         # read-noise sigma, sigma steps
-    frozen:   g = clip(g_drift + gauss(s, z), 0, g_max); v = 0
-    per_read: g = g_drift; v = min(V_MAX, (s+**2 + s-**2 + h) >> (2 * var_shift)),
-              h = 2**(2*var_shift - 1) or 0
+    g_drift = clip(round_shift(g_prog * DRIFT[nu_code], DRIFT_SHIFT), 0, g_max)
+    s = round_shift(g_drift * READ_SIGMA[g_prog], READ_SIGMA_SHIFT)   # sigma steps
+    frozen:   in a drift call g = clip(g_drift + gauss(s, z), 0, g_max), otherwise
+              (programming, CONFIG, STUCK) g = g_drift; v = 0
+    per_read: g = g_drift; v = min(V_MAX, round_shift(s+**2 + s-**2, 2 * var_shift))
+
+Frozen read noise is aihwkit's: ``program_weights`` leaves the programmed conductances
+(programming noise only) and every ``drift_weights(t)``, ``t = 0`` included, samples read
+noise afresh. So only a drift call draws it (key ``DRIFT``, counter ``(cell, d)``, ``d >= 1``);
+a cell programmed afterwards reads without read noise until the next drift call.
 
 An MVM with read index ``r``, per column ``j`` (``acc_j`` as in :mod:`.geometry`)::
 
     V_j = sum_i x_i**2 * v_ji + out_var         # units (2**var_shift / SIGMA_STEPS)**2
-    q_j = isqrt(V_j << 8)                       # floor square root: 16 sqrt(V_j)
-    acc_j += (q_j * z_j + 2**(k - 1)) >> k,     k = 19 - var_shift
+    q_j = isqrt(V_j << SQRT_SHIFT)              # floor square root: 16 sqrt(V_j)
+    acc_j += round_shift(q_j * z_j, noise_shift(var_shift))
     y_j = adc(acc_j)
+
+``noise_shift(var_shift) = GAUSS_SHIFT + SQRT_SHIFT / 2 - var_shift`` (19 - var_shift):
+``q z / 2**k`` then has the standard deviation ``sqrt(V) 2**var_shift / SIGMA_STEPS``.
 """
 
 from dataclasses import dataclass
@@ -73,14 +85,26 @@ from math import sqrt
 from amaranth.lib import data, enum
 
 __all__ = [
+    "BINOMIAL_BITS",
+    "DITHER_BITS",
     "DRIFT_ONE",
+    "DRIFT_SHIFT",
+    "GAUSS_SHIFT",
     "NU_CODES",
+    "NU_FRACTION_BITS",
     "OUT_VAR_BITS",
+    "READ_SIGMA_SHIFT",
     "SIGMA_STEPS",
+    "SQRT_SHIFT",
     "TABLE_BITS",
     "THREEFRY_PARITY",
     "THREEFRY_ROTATIONS",
+    "VAR_BITS",
+    "VAR_SHIFT_BITS",
+    "VAR_SHIFT_MAX",
     "V_MAX",
+    "Z_BITS",
+    "Z_MAX",
     "Z_SIGMA",
     "Domain",
     "DriftTables",
@@ -92,22 +116,64 @@ __all__ = [
     "default_read_noise",
     "ideal_tables",
     "mvm_noise",
+    "noise_shift",
     "params_fields",
+    "round_shift",
     "table_entries",
+    "table_max",
 ]
 
+# -- the fixed-point contract --------------------------------------------------------------
+# The gateware and the golden model read these when they elaborate or compute (as
+# ``physics.NAME``), so changing one here changes both sides together (tests/test_contract.py).
+
+#: Bits counted for the binomial part of ``z`` (two 32-bit xoshiro outputs).
+BINOMIAL_BITS = 64
+#: Bits of the uniform dither that smooths the binomial's steps.
+DITHER_BITS = 8
+#: Largest ``|z|``.
+Z_MAX = (BINOMIAL_BITS // 2 << (DITHER_BITS + 1)) + (1 << DITHER_BITS) - 1
+#: Bits of ``z`` as a signed integer.
+Z_BITS = Z_MAX.bit_length() + 1
 #: Standard deviation of the integer Gaussian ``z``: binomial part plus dither.
-Z_SIGMA = sqrt(16 * 512**2 + (256**2 - 1) / 3)
+Z_SIGMA = sqrt(BINOMIAL_BITS / 4 * 4**(DITHER_BITS + 1) + (4**DITHER_BITS - 1) / 3)
+#: ``gauss(s, z) = round_shift(s * z, GAUSS_SHIFT)``.
+GAUSS_SHIFT = 15
 #: Table steps per unit of standard deviation: ``gauss(s, z)`` has sd ``s / SIGMA_STEPS``.
-SIGMA_STEPS = 2**15 / Z_SIGMA
+SIGMA_STEPS = 2**GAUSS_SHIFT / Z_SIGMA
 #: Drift exponents are quantised to this many codes (``nu = code * nu_step``).
 NU_CODES = 256
-#: ``DRIFT`` table entries are Q16: this is a factor of 1.
-DRIFT_ONE = 1 << 16
+#: ``NU_MEAN`` and ``NU_SIGMA`` count ``2**-NU_FRACTION_BITS`` of a nu code.
+NU_FRACTION_BITS = 4
+#: ``DRIFT`` table entries are fixed point with this many fraction bits.
+DRIFT_SHIFT = 16
+#: A drift factor of 1.
+DRIFT_ONE = 1 << DRIFT_SHIFT
+#: ``READ_SIGMA`` entries are sigma steps per level with this many fraction bits.
+READ_SIGMA_SHIFT = 12
+#: Bits of a cell's per-read noise variance code.
+VAR_BITS = 10
 #: Largest per-cell read-noise variance code.
-V_MAX = (1 << 10) - 1
+V_MAX = (1 << VAR_BITS) - 1
+#: Bits of ``var_shift`` (the variance scale of the drift tables).
+VAR_SHIFT_BITS = 4
+#: Largest ``var_shift``.
+VAR_SHIFT_MAX = (1 << VAR_SHIFT_BITS) - 1
+#: ``q = isqrt(V << SQRT_SHIFT)``: even, so ``q`` is ``2**(SQRT_SHIFT / 2) sqrt(V)``.
+SQRT_SHIFT = 8
 #: Width of the output-noise variance.
 OUT_VAR_BITS = 32
+
+
+def round_shift(value, shift):
+    """``value / 2**shift`` rounded half up (arithmetic shift): numpy arrays, ints or Amaranth values."""
+    return (value + ((1 << shift) >> 1)) >> shift
+
+
+def noise_shift(var_shift):
+    """The MVM noise's final shift ``k``: ``q z / 2**k`` has sd ``sqrt(V) 2**var_shift / SIGMA_STEPS``."""
+    return GAUSS_SHIFT + SQRT_SHIFT // 2 - var_shift
+
 
 THREEFRY_ROTATIONS = (13, 15, 26, 6, 17, 29, 16, 24)
 THREEFRY_PARITY = 0x1BD11BDA
@@ -139,8 +205,10 @@ class Table(enum.Enum, shape=3):
 
 
 #: Width of each table's entries.
-TABLE_BITS = {Table.LEVEL: 8, Table.PROG_SIGMA: 16, Table.NU_MEAN: 13, Table.NU_SIGMA: 16,
-              Table.DRIFT: 17, Table.READ_SIGMA: 21}
+TABLE_BITS = {Table.LEVEL: 8, Table.PROG_SIGMA: 16,
+              Table.NU_MEAN: (NU_CODES << NU_FRACTION_BITS).bit_length(), Table.NU_SIGMA: 16,
+              Table.DRIFT: DRIFT_SHIFT + 1,  # factors up to 1 (drift only ever lowers g)
+              Table.READ_SIGMA: 21}
 
 
 class EngineOp(enum.Enum, shape=1):
@@ -158,9 +226,14 @@ class Params(data.Struct):
     g_on: 8
     verify_tol: 8
     verify_max: 8
-    var_shift: 4
+    var_shift: VAR_SHIFT_BITS
     read_noise: ReadNoise
     mvm_noise: 1  # MVMs draw noise: mvm_noise(...) of the loaded tables
+
+
+def table_max(table):
+    """Largest entry a table stores."""
+    return (1 << TABLE_BITS[Table(table)]) - 1
 
 
 def default_read_noise(config):
