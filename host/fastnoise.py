@@ -1,0 +1,139 @@
+"""The MVM noise of the fast path compiled with numba: one loop per MVM over its columns.
+
+The recipe of :mod:`memxbar.protocol.physics` (Threefry-seeded xoshiro128++ streams, the
+popcount Gaussian, ``q = isqrt(V << 8)``, the ADC) written as scalar code, which numba
+compiles; numpy can only vectorise it over the batch (:func:`memxbar.noise.column_gaussians`).
+Only :mod:`memxbar.fastmodel` imports this module, and only when numba is installed.
+Arithmetic is uint64 masked to 32 bits, every constant typed, so numba never mixes signedness.
+"""
+
+import numba
+import numpy as np
+
+from .protocol.physics import THREEFRY_PARITY
+
+__all__ = ["noisy_adc"]
+
+MASK = np.uint64(0xFFFF_FFFF)
+PARITY = np.uint64(THREEFRY_PARITY)
+BLOCK = np.uint64(1 << 31)
+U0, U1, U2, U3, U4, U5 = (np.uint64(n) for n in range(6))
+R7, R9, R11, R32 = np.uint64(7), np.uint64(9), np.uint64(11), np.uint64(32)
+# THREEFRY_ROTATIONS, the two halves of its cycle of eight rounds
+R13, R15, R26, R6, R17, R29, R16, R24 = (np.uint64(r) for r in (13, 15, 26, 6, 17, 29, 16, 24))
+M1, M2, M4 = np.uint64(0x5555_5555), np.uint64(0x3333_3333), np.uint64(0x0F0F_0F0F)
+ONES = np.uint64(0x0101_0101)
+R1, R2, R4, R8, R24b = np.uint64(1), np.uint64(2), np.uint64(4), np.uint64(8), np.uint64(24)
+BYTE = np.uint64(0xFF)
+
+jit = numba.njit(cache=True, nogil=True)
+
+
+@jit
+def _rotl(x, r):
+    return ((x << r) | (x >> (R32 - r))) & MASK
+
+
+@jit
+def _four_rounds(x0, x1, first):
+    if first:
+        x0 = (x0 + x1) & MASK
+        x1 = _rotl(x1, R13) ^ x0
+        x0 = (x0 + x1) & MASK
+        x1 = _rotl(x1, R15) ^ x0
+        x0 = (x0 + x1) & MASK
+        x1 = _rotl(x1, R26) ^ x0
+        x0 = (x0 + x1) & MASK
+        x1 = _rotl(x1, R6) ^ x0
+    else:
+        x0 = (x0 + x1) & MASK
+        x1 = _rotl(x1, R17) ^ x0
+        x0 = (x0 + x1) & MASK
+        x1 = _rotl(x1, R29) ^ x0
+        x0 = (x0 + x1) & MASK
+        x1 = _rotl(x1, R16) ^ x0
+        x0 = (x0 + x1) & MASK
+        x1 = _rotl(x1, R24) ^ x0
+    return x0, x1
+
+
+@jit
+def _threefry(k0, k1, c0, c1):
+    """Threefry-2x32-20: five groups of four rounds, each followed by a key injection."""
+    k2 = k0 ^ k1 ^ PARITY
+    x0 = (c0 + k0) & MASK
+    x1 = (c1 + k1) & MASK
+    x0, x1 = _four_rounds(x0, x1, True)
+    x0, x1 = (x0 + k1) & MASK, (x1 + k2 + U1) & MASK
+    x0, x1 = _four_rounds(x0, x1, False)
+    x0, x1 = (x0 + k2) & MASK, (x1 + k0 + U2) & MASK
+    x0, x1 = _four_rounds(x0, x1, True)
+    x0, x1 = (x0 + k0) & MASK, (x1 + k1 + U3) & MASK
+    x0, x1 = _four_rounds(x0, x1, False)
+    x0, x1 = (x0 + k1) & MASK, (x1 + k2 + U4) & MASK
+    x0, x1 = _four_rounds(x0, x1, True)
+    x0, x1 = (x0 + k2) & MASK, (x1 + k0 + U5) & MASK
+    return x0, x1
+
+
+@jit
+def _next(s0, s1, s2, s3):
+    """One xoshiro128++ output and the next state."""
+    result = (_rotl((s0 + s3) & MASK, R7) + s0) & MASK
+    t = (s1 << R9) & MASK
+    s2 ^= s0
+    s3 ^= s1
+    s1 ^= s2
+    s0 ^= s3
+    s2 ^= t
+    return result, s0, s1, s2, _rotl(s3, R11)
+
+
+@jit
+def _popcount(x):
+    x = x - ((x >> R1) & M1)
+    x = (x & M2) + ((x >> R2) & M2)
+    x = (x + (x >> R4)) & M4
+    return np.int64(((x * ONES) & MASK) >> R24b)
+
+
+@jit
+def _isqrt(n):
+    q = np.int64(np.sqrt(np.float64(n)))
+    while q * q > n:
+        q -= 1
+    while (q + 1) * (q + 1) <= n:
+        q += 1
+    return q
+
+
+@jit
+def noisy_adc(acc, var, out_var, k0, k1, read0, col0, shift, adc_shift, y_max, out):
+    """``out = adc(acc + noise)`` for MVMs ``read0, read0 + 1, ...``, columns ``col0 ..``.
+
+    ``acc`` and ``var`` (``(batch, cols)``, or ``var`` empty when no cell has a variance) hold
+    exact integers in floats; ``out_var`` is added to every column's variance.
+    """
+    key0, key1 = np.uint64(k0), np.uint64(k1)
+    has_var = var.shape[0] > 0
+    half = np.int64(1) << (shift - 1)
+    adc_half = (np.int64(1) << (adc_shift - 1)) if adc_shift else np.int64(0)
+    batch, cols = acc.shape
+    for b in range(batch):
+        counter = np.uint64(read0 + b) & MASK
+        s0, s1 = _threefry(key0, key1, counter, U0)
+        s2, s3 = _threefry(key0, key1, counter, BLOCK)
+        for j in range(col0 + cols):
+            a, s0, s1, s2, s3 = _next(s0, s1, s2, s3)
+            b_, s0, s1, s2, s3 = _next(s0, s1, s2, s3)
+            c, s0, s1, s2, s3 = _next(s0, s1, s2, s3)
+            if j < col0:
+                continue
+            z = (_popcount(a) + _popcount(b_) - 32) * 512 + 2 * np.int64(c & BYTE) - 255
+            v = np.int64(out_var)
+            if has_var:
+                v += np.int64(var[b, j - col0])
+            q = _isqrt(v << 8)
+            total = np.int64(acc[b, j - col0]) + ((q * z + half) >> shift)
+            code = (total + adc_half) >> adc_shift
+            out[b, j - col0] = min(max(code, -y_max), y_max)
