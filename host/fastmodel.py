@@ -101,10 +101,10 @@ class FastTileModel(TileModel):
     def _matrices(self):
         if self._cache is None:
             g_plus, g_minus = self.levels()
-            weights = np.ascontiguousarray((g_plus - g_minus).T, dtype=self._acc_float)
+            weights = (g_plus - g_minus).astype(self._acc_float)
             variances = None
             if self.read_noise == ReadNoise.PER_READ and self.variance.any():
-                variances = np.ascontiguousarray(self._as_cells(self.variance).T, dtype=self._var_float)
+                variances = self._as_cells(self.variance).astype(self._var_float)
             self._cache = weights, variances
         return self._cache
 
@@ -138,35 +138,41 @@ class FastTileModel(TileModel):
     def _mvm(self, x, weights, variances, row0, rows, col0, cols):
         cfg = self.config
         xf = x.astype(self._acc_float)
-        acc = xf @ weights[row0:row0 + rows, col0:col0 + cols]
+        cells = slice(col0, col0 + cols), slice(row0, row0 + rows)
         if not self.mvm_noise:
+            acc = xf @ weights[cells].T
             if cfg.adc_shift:
                 acc += 1 << (cfg.adc_shift - 1)
                 acc *= 2.0 ** -cfg.adc_shift
                 np.floor(acc, out=acc)
             np.clip(acc, -cfg.y_max, cfg.y_max, out=acc)
             return acc.astype(np.int64)
-        var = None
+        # column-major sums (cols, batch): the noise kernel walks each column's batch contiguously
+        acc_t = weights[cells] @ xf.T
+        var_t = None
         if variances is not None:
             xv = xf.astype(self._var_float, copy=False)
-            var = (xv * xv) @ variances[row0:row0 + rows, col0:col0 + cols]
-        return self._noisy_adc(acc, var, col0)
+            var_t = variances[cells] @ (xv * xv).T
+        return self._noisy_adc(acc_t, var_t, col0).T
 
-    def _noisy_adc(self, acc, var, col0):
-        """Read and output noise of MVMs ``reads ..`` added to the sums ``acc``, then the ADC."""
+    def _noisy_adc(self, acc_t, var_t, col0):
+        """Read and output noise of MVMs ``reads ..`` added to the sums ``acc_t`` ``(cols, batch)``,
+        then the ADC: codes ``(cols, batch)``."""
         cfg, tables = self.config, self.drift_tables
         shift = 19 - tables.var_shift
         key = noise_key(self.seed, self.tile, Domain.READ)
         if self.use_numba:
-            out = np.empty(acc.shape, dtype=np.int64)
-            numba_kernel()(acc, np.zeros((0, 0)) if var is None else var, tables.out_var,
+            out = np.empty(acc_t.shape, dtype=np.int64)
+            empty = np.zeros((0, 0), dtype=self._var_float)
+            numba_kernel()(acc_t, empty if var_t is None else var_t, tables.out_var,
                            key[0] & 0xFFFF_FFFF, key[1] & 0xFFFF_FFFF, self.reads, col0, shift,
                            cfg.adc_shift, cfg.y_max, out)
             return out
-        z = column_gaussians(key, self.reads + np.arange(len(acc)), col0 + acc.shape[1])[:, col0:]
-        variance = np.int64(tables.out_var) if var is None else var.astype(np.int64) + tables.out_var
+        cols, batch = acc_t.shape
+        z = column_gaussians(key, self.reads + np.arange(batch), col0 + cols)[:, col0:].T
+        variance = np.int64(tables.out_var) if var_t is None else var_t.astype(np.int64) + tables.out_var
         q = isqrt(variance << 8)
-        return adc(cfg, acc.astype(np.int64) + ((q * z + (1 << (shift - 1))) >> shift))
+        return adc(cfg, acc_t.astype(np.int64) + ((q * z + (1 << (shift - 1))) >> shift))
 
 
 _kernel = []

@@ -99,41 +99,67 @@ def _popcount(x):
 
 @jit
 def _isqrt(n):
-    q = np.int64(np.sqrt(np.float64(n)))
-    while q * q > n:
-        q -= 1
-    while (q + 1) * (q + 1) <= n:
-        q += 1
+    """Floor square root of an int64 below ``2**62``, branch-free so the batch loop vectorises."""
+    q = np.int64(np.sqrt(np.float64(n)))  # within one of the answer
+    q -= np.int64(q * q > n)
+    q += np.int64((q + 1) * (q + 1) <= n)
     return q
 
 
 @jit
-def noisy_adc(acc, var, out_var, k0, k1, read0, col0, shift, adc_shift, y_max, out):
+def _skip_column(s0, s1, s2, s3):
+    """Draw one column's Gaussian from every stream without using it (left of a window)."""
+    for b in range(len(s0)):
+        x0, x1, x2, x3 = s0[b], s1[b], s2[b], s3[b]
+        _, x0, x1, x2, x3 = _next(x0, x1, x2, x3)
+        _, x0, x1, x2, x3 = _next(x0, x1, x2, x3)
+        _, x0, x1, x2, x3 = _next(x0, x1, x2, x3)
+        s0[b], s1[b], s2[b], s3[b] = x0, x1, x2, x3
+
+
+@jit
+def _noisy_column(s0, s1, s2, s3, acc, var, out_var, half, shift, adc_half, adc_shift, y_max, out):
+    """One column of every MVM of the batch: ``out = adc(acc + (q z + half) >> shift)``.
+
+    ``var`` holds each MVM's per-cell variance sum, or is empty (``out_var`` alone).
+    """
+    q_out = _isqrt(np.int64(out_var) << 8)
+    for b in range(len(s0)):
+        x0, x1, x2, x3 = s0[b], s1[b], s2[b], s3[b]
+        a, x0, x1, x2, x3 = _next(x0, x1, x2, x3)
+        b_, x0, x1, x2, x3 = _next(x0, x1, x2, x3)
+        c, x0, x1, x2, x3 = _next(x0, x1, x2, x3)
+        s0[b], s1[b], s2[b], s3[b] = x0, x1, x2, x3
+        z = (_popcount(a) + _popcount(b_) - 32) * 512 + 2 * np.int64(c & BYTE) - 255
+        q = _isqrt((np.int64(out_var) + np.int64(var[b])) << 8) if len(var) else q_out
+        total = np.int64(acc[b]) + ((q * z + half) >> shift)
+        code = (total + adc_half) >> adc_shift
+        out[b] = min(max(code, -y_max), y_max)
+
+
+@jit
+def noisy_adc(acc_t, var_t, out_var, k0, k1, read0, col0, shift, adc_shift, y_max, out_t):
     """``out = adc(acc + noise)`` for MVMs ``read0, read0 + 1, ...``, columns ``col0 ..``.
 
-    ``acc`` and ``var`` (``(batch, cols)``, or ``var`` empty when no cell has a variance) hold
-    exact integers in floats; ``out_var`` is added to every column's variance.
+    Column-major: ``acc_t`` and ``var_t`` are ``(cols, batch)`` exact integers in floats
+    (``var_t`` empty when no cell has a variance), ``out_t`` int64 ``(cols, batch)``;
+    ``out_var`` is added to every column's variance. The streams of the batch advance
+    together, column by column, so the loops over the batch are SIMD.
     """
     key0, key1 = np.uint64(k0), np.uint64(k1)
-    has_var = var.shape[0] > 0
     half = np.int64(1) << (shift - 1)
     adc_half = (np.int64(1) << (adc_shift - 1)) if adc_shift else np.int64(0)
-    batch, cols = acc.shape
+    cols, batch = acc_t.shape
+    state = np.empty((4, batch), dtype=np.uint64)
     for b in range(batch):
         counter = np.uint64(read0 + b) & MASK
-        s0, s1 = _threefry(key0, key1, counter, U0)
-        s2, s3 = _threefry(key0, key1, counter, BLOCK)
-        for j in range(col0 + cols):
-            a, s0, s1, s2, s3 = _next(s0, s1, s2, s3)
-            b_, s0, s1, s2, s3 = _next(s0, s1, s2, s3)
-            c, s0, s1, s2, s3 = _next(s0, s1, s2, s3)
-            if j < col0:
-                continue
-            z = (_popcount(a) + _popcount(b_) - 32) * 512 + 2 * np.int64(c & BYTE) - 255
-            v = np.int64(out_var)
-            if has_var:
-                v += np.int64(var[b, j - col0])
-            q = _isqrt(v << 8)
-            total = np.int64(acc[b, j - col0]) + ((q * z + half) >> shift)
-            code = (total + adc_half) >> adc_shift
-            out[b, j - col0] = min(max(code, -y_max), y_max)
+        state[0, b], state[1, b] = _threefry(key0, key1, counter, U0)
+        state[2, b], state[3, b] = _threefry(key0, key1, counter, BLOCK)
+    s0, s1, s2, s3 = state[0], state[1], state[2], state[3]
+    none = np.empty(0, dtype=var_t.dtype)
+    for _ in range(col0):
+        _skip_column(s0, s1, s2, s3)
+    for k in range(cols):
+        var = var_t[k] if var_t.shape[0] else none
+        _noisy_column(s0, s1, s2, s3, acc_t[k], var, out_var, half, shift, adc_half, adc_shift, y_max,
+                      out_t[k])

@@ -67,8 +67,7 @@ def scaled_mvm(run, x, scale, config, bound_retries=0):
         codes = part * (config.x_max / span)[:, None]
         np.round(codes, out=codes)
         adc = run(codes.astype(np.int64))
-        y = adc.astype(np.float64)
-        y *= (unit * span)[:, None]
+        y = np.multiply(adc, (unit * span)[:, None])  # int64 codes to float64 in one pass
         if todo is None:
             out = y
         else:
