@@ -121,3 +121,20 @@ def test_exact_at_the_largest_sums(shape, use_numba):
 def test_model_url_runs_the_fast_path():
     with memxbar.open("model://?rows=8&cols=8") as dev:
         assert isinstance(dev._backend._models[0], FastTileModel)
+
+
+def test_matvec_takes_any_leading_shape_and_shares_the_mappings_scaling():
+    from memxbar.mapping import Mapping
+
+    rng = np.random.default_rng(3)
+    w = rng.normal(size=(10, 12))
+    x = rng.normal(size=(2, 3, 12))
+    with memxbar.open("model://?rows=16&cols=16") as dev, memxbar.open("model://?rows=16&cols=16") as twin:
+        tile = dev.tile(0)
+        tile.program(w)
+        y = tile.matvec(x)
+        assert y.shape == (2, 3, 10)
+        assert np.array_equal(y.reshape(6, 10), tile.matvec(x.reshape(6, 12)))
+        layer = Mapping(twin, bound_retries=0).add(w)
+        layer.mapping.program()
+        assert np.array_equal(layer(x), y)  # one scaling implementation, the same floats
