@@ -141,6 +141,10 @@ class FastTileModel(TileModel):
         cells = slice(col0, col0 + cols), slice(row0, row0 + rows)
         if not self.mvm_noise:
             acc = xf @ weights[cells].T
+            if self.use_numba:  # the ADC in one compiled pass
+                out = np.empty(acc.shape, dtype=np.int64)
+                _kernels()[1](acc, cfg.adc_shift, cfg.y_max, out)
+                return out
             if cfg.adc_shift:
                 acc += 1 << (cfg.adc_shift - 1)
                 acc *= 2.0 ** -cfg.adc_shift
@@ -164,7 +168,7 @@ class FastTileModel(TileModel):
         if self.use_numba:
             out = np.empty(acc_t.shape, dtype=np.int64)
             empty = np.zeros((0, 0), dtype=self._var_float)
-            numba_kernel()(acc_t, empty if var_t is None else var_t, tables.out_var,
+            _kernels()[0](acc_t, empty if var_t is None else var_t, tables.out_var,
                            key[0] & 0xFFFF_FFFF, key[1] & 0xFFFF_FFFF, self.reads, col0, shift,
                            cfg.adc_shift, cfg.y_max, out)
             return out
@@ -175,18 +179,24 @@ class FastTileModel(TileModel):
         return adc(cfg, acc_t.astype(np.int64) + ((q * z + (1 << (shift - 1))) >> shift))
 
 
-_kernel = []
+_compiled = []
+
+
+def _kernels():
+    """``(noisy_adc, adc_codes)`` of :mod:`memxbar.fastnoise`, or ``None`` without numba."""
+    if not _compiled:
+        try:
+            import numba  # noqa: F401 -- only whether it is installed
+        except ImportError:
+            _compiled.append(None)
+        else:
+            from .fastnoise import adc_codes, noisy_adc
+
+            _compiled.append((noisy_adc, adc_codes))
+    return _compiled[0]
 
 
 def numba_kernel():
     """The compiled noise-and-ADC loop, or ``None`` without numba (compiled on first use)."""
-    if not _kernel:
-        try:
-            import numba  # noqa: F401 -- only whether it is installed
-        except ImportError:
-            _kernel.append(None)
-        else:
-            from .fastnoise import noisy_adc
-
-            _kernel.append(noisy_adc)
-    return _kernel[0]
+    kernels = _kernels()
+    return None if kernels is None else kernels[0]

@@ -12,7 +12,7 @@ import numpy as np
 
 from .protocol.physics import THREEFRY_PARITY
 
-__all__ = ["noisy_adc"]
+__all__ = ["adc_codes", "noisy_adc"]
 
 MASK = np.uint64(0xFFFF_FFFF)
 PARITY = np.uint64(THREEFRY_PARITY)
@@ -163,3 +163,13 @@ def noisy_adc(acc_t, var_t, out_var, k0, k1, read0, col0, shift, adc_shift, y_ma
         var = var_t[k] if var_t.shape[0] else none
         _noisy_column(s0, s1, s2, s3, acc_t[k], var, out_var, half, shift, adc_half, adc_shift, y_max,
                       out_t[k])
+
+
+@jit
+def adc_codes(acc, adc_shift, y_max, out):
+    """``out = adc(acc)`` without noise, one pass: exact integer sums in floats -> int64 codes."""
+    adc_half = (np.int64(1) << (adc_shift - 1)) if adc_shift else np.int64(0)
+    flat_acc, flat_out = acc.reshape(-1), out.reshape(-1)
+    for i in range(flat_acc.size):
+        code = (np.int64(flat_acc[i]) + adc_half) >> adc_shift
+        flat_out[i] = min(max(code, -y_max), y_max)
