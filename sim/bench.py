@@ -40,13 +40,19 @@ def _rate(call, seconds):
 
 
 def numpy_reference(batch, seconds):
-    """Seconds per ``x @ W.T`` in plain numpy float32, the same shape as a tile's MVMs."""
+    """Seconds per ``x @ W.T`` in plain numpy float32, the same shape as a tile's MVMs: with
+    numpy's default BLAS threads, and pinned to one thread (as model:// runs small products)."""
+    from threadpoolctl import threadpool_limits
+
     rng = np.random.default_rng(0)
     w = rng.normal(size=(SHAPE, SHAPE)).astype(np.float32)
     x = rng.normal(size=(batch, SHAPE)).astype(np.float32)
     if batch == 1:
         x = x[0]
-    return _rate(lambda: x @ w.T, seconds)
+    default = _rate(lambda: x @ w.T, seconds)
+    with threadpool_limits(1, user_api="blas"):
+        pinned = _rate(lambda: x @ w.T, seconds)
+    return default, pinned
 
 
 def model_rates(batch, seconds):
@@ -85,9 +91,10 @@ def model_figures(seconds):
     print(f"model://, {SHAPE}x{SHAPE} tile; reference: numpy float32 x @ W.T of the same shape, "
           f"same run (best of 5 rounds)")
     for batch in (1, 1000):
-        reference = numpy_reference(batch, seconds)
-        print(f"  batch {batch}: numpy reference {reference * 1e6:9.2f} us a call, "
-              f"{batch / reference:>13,.0f} MVMs/s")
+        default, reference = numpy_reference(batch, seconds)
+        print(f"  batch {batch}: numpy reference {default * 1e6:9.2f} us a call, {batch / default:>13,.0f} "
+              f"MVMs/s; on one BLAS thread {reference * 1e6:.2f} us, {batch / reference:,.0f} MVMs/s "
+              f"(the ratios below)")
         for name, per_call in model_rates(batch, seconds).items():
             print(f"    {name:<30}{per_call * 1e6:>11.2f} us a call{batch / per_call:>14,.0f} MVMs/s"
                   f"{per_call / reference:>8.1f}x numpy")
