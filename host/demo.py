@@ -25,11 +25,24 @@ __all__ = ["TIMES", "demo", "load_digits", "plot", "table", "trained_mlp"]
 TIMES = {"1 s": 1.0, "1 h": 3600.0, "1 day": 86400.0, "1 year": 365.0 * 86400.0}
 
 
+# the demo's own dependencies (the `demo` extra): import name -> distribution name
+EXTRA = {"sklearn": "scikit-learn", "tqdm": "tqdm", "matplotlib": "matplotlib"}
+
+
+def _require(*modules):
+    """One clear ``ImportError`` naming the extra, not ``No module named ...`` from deep inside."""
+    missing = []
+    for module in modules:
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(EXTRA[module])
+    if missing:
+        raise ImportError(f"the demo needs {' and '.join(missing)}: pip install 'memxbar[demo]'")
+
+
 def _sklearn():
-    try:
-        import sklearn  # noqa: F401
-    except ImportError:
-        raise ImportError("the demo needs scikit-learn: pip install 'memxbar[demo]'") from None
+    _require("sklearn")
 
 
 def load_digits(test_fraction=0.2):
@@ -83,6 +96,7 @@ def demo(url="sim://", seeds=3, samples=None, hidden=32, clock_hz=30e6, compensa
     """
     import memxbar
 
+    _require("sklearn", *(["tqdm"] if progress else []))
     if not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds must be a positive integer, not {seeds!r}")
     if compensation not in ("global", "column", "calibrated"):

@@ -8,7 +8,7 @@ import numpy as np
 
 from .devices import DeviceModel, Ideal
 from .errors import DeviceClosed, LinkError, StaleDevice, StaleState, Unsupported
-from .mapping import differential_levels
+from .mapping import differential_levels, scaled_mvm
 from .protocol import TileConfig, Window, lane_memory
 from .protocol.physics import ReadNoise
 from .validate import float_array, integer_array
@@ -234,22 +234,16 @@ class Tile:
         return g_plus[:outs, :ins] * lsb, g_minus[:outs, :ins] * lsb
 
     def matvec(self, x):
-        """``W @ x`` through the tile: float ``(in,)`` or ``(batch, in)`` -> ``(out,)`` or ``(batch, out)``.
+        """``W @ x`` through the tile: float ``(..., in)`` -> ``(..., out)``, as :meth:`run_codes`.
 
         Each input vector is scaled by its largest magnitude onto the DAC range (aihwkit's
-        noise management) and the ADC codes are scaled back.
+        noise management) and the ADC codes are scaled back (:func:`memxbar.mapping.scaled_mvm`,
+        which also serves the mapping compiler's layers).
         """
-        cfg = self.config
         (outs, ins), scale = self._programmed()
-        x = float_array("x", x, last_dim=ins)
-        if x.ndim > 2:
-            raise ValueError(f"x must have shape ({ins},) or (batch, {ins}), got {x.shape}")
-        batch = x.reshape(-1, ins)
-        peak = np.abs(batch).max(axis=1, keepdims=True)
-        safe = np.where(peak > 0, peak, 1.0)
-        codes = np.round(batch / safe * cfg.x_max).astype(np.int64)
-        y = self._run(codes, Window(0, ins, 0, outs)).astype(np.float64)
-        y *= 2.0**cfg.adc_shift * safe / (cfg.x_max * scale)
+        x = float_array("x", x, last_dim=ins, copy=False)
+        window = Window(0, ins, 0, outs)
+        y = scaled_mvm(lambda codes: self._run(codes, window), x.reshape(-1, ins), scale, self.config)
         return y.reshape(*x.shape[:-1], outs)
 
     def _programmed(self):

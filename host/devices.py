@@ -217,37 +217,79 @@ class Ideal(DeviceModel):
 
 
 class PCM(DeviceModel):
-    """Phase-change memory as aihwkit's ``PCMLikeNoiseModel``, with aihwkit's defaults.
+    """Phase-change memory as aihwkit's ``PCMLikeNoiseModel``, with its defaults and its knobs.
 
-    With ``x = g / g_max``: programming noise ``(0.26348 + 1.9650 x - 1.1731 x**2) g_max / 25``
-    uS; drift exponent ``|N(mu_nu, sigma_nu)|`` with ``mu_nu = clip(-0.0155 ln x + 0.0244,
-    0.049, 0.1)``, ``sigma_nu = clip(-0.0125 ln x - 0.0059, 0.008, 0.045)``; read noise
-    ``Q_s sqrt(ln((t' + t_read) / (2 t_read)))`` relative to the drifted conductance, with
-    ``Q_s = min(0.0088 / max((g_prog/g_max)**0.65, 1e-3), 0.2)``; output noise 0.06.
+    With ``x = g / g_max``: programming noise ``prog_noise_scale * |sum_i prog_coeff[i] x**i|
+    * g_max / ref`` uS (aihwkit's ``(0.26348, 1.9650, -1.1731)`` fitted at ``ref = 25`` uS);
+    drift exponent ``drift_scale * |N(mu_nu, sigma_nu)|`` with ``mu_nu = clip(-0.0155 ln x +
+    0.0244, 0.049, 0.1)``, ``sigma_nu = clip(-0.0125 ln x - 0.0059, 0.008, 0.045)``; drift
+    ``(t'/t_0)**-nu``, ``t' = t + t_0``; read noise ``read_noise_scale * Q_s sqrt(ln((t' +
+    t_read) / (2 t_read)))`` relative to the drifted conductance, with ``Q_s = min(0.0088 /
+    max((g_prog/g_max)**0.65, 1e-3), 0.2)``; output noise 0.06.
+
+    Parameters
+    ----------
+    prog_coeff : sequence of float
+        Polynomial coefficients of the programming noise in uS, lowest order first.
+    prog_coeff_g_max_reference : float, optional
+        The ``g_max`` the coefficients were fitted at; default 25 uS for aihwkit's coefficients,
+        ``g_max`` for your own (as aihwkit).
+    prog_noise_scale, read_noise_scale, drift_scale : float
+        aihwkit's scales of the programming noise, the read noise and the drift exponent.
+    t_0, t_read : float
+        Seconds: the drift reference time (first read after programming) and the read duration
+        of the 1/f fit.
     """
 
     name = "pcm"
+    AIHWKIT_PROG_COEFF = (0.26348, 1.9650, -1.1731)
 
-    def __init__(self, g_max=25.0, headroom=1.25, *, out_noise=0.06, **options):
+    def __init__(self, g_max=25.0, headroom=1.25, *, out_noise=0.06, prog_coeff=None,
+                 prog_coeff_g_max_reference=None, prog_noise_scale=1.0, read_noise_scale=1.0,
+                 drift_scale=1.0, t_0=T0, t_read=T_READ, **options):
         super().__init__(g_max, headroom, out_noise=out_noise, **options)
+        if prog_coeff is None:
+            prog_coeff, reference = self.AIHWKIT_PROG_COEFF, 25.0
+        else:
+            reference = self.g_max
+        try:
+            coeffs = tuple(float(c) for c in prog_coeff)
+        except (TypeError, ValueError):
+            raise ValueError(f"prog_coeff must be a sequence of numbers, not {prog_coeff!r}") from None
+        if not coeffs or not all(isfinite(c) for c in coeffs):
+            raise ValueError(f"prog_coeff must hold at least one finite number, not {prog_coeff!r}")
+        self.prog_coeff = coeffs
+        if prog_coeff_g_max_reference is not None:
+            reference = prog_coeff_g_max_reference
+        self.prog_coeff_g_max_reference = _positive("prog_coeff_g_max_reference", reference)
+        self.prog_noise_scale = _positive("prog_noise_scale", prog_noise_scale, allow_zero=True)
+        self.read_noise_scale = _positive("read_noise_scale", read_noise_scale, allow_zero=True)
+        self.drift_scale = _positive("drift_scale", drift_scale, allow_zero=True)
+        self.t_0 = _positive("t_0", t_0)
+        self.t_read = _positive("t_read", t_read)
 
     def _x(self, g):
         return np.maximum(np.asarray(g, dtype=np.float64) / self.g_max, 1e-7)
 
     def prog_sigma(self, g_target):
         x = np.asarray(g_target, dtype=np.float64) / self.g_max
-        return np.maximum(0.26348 + 1.9650 * x - 1.1731 * x * x, 0.0) * self.g_max / 25.0
+        poly = sum(c * x**i for i, c in enumerate(self.prog_coeff))
+        # a negative polynomial value is a standard deviation of its magnitude (sigma * N(0,1))
+        return self.prog_noise_scale * np.abs(poly) * self.g_max / self.prog_coeff_g_max_reference
 
     def nu_mean(self, g_target):
-        return np.clip(-0.0155 * np.log(self._x(g_target)) + 0.0244, 0.049, 0.1)
+        return self.drift_scale * np.clip(-0.0155 * np.log(self._x(g_target)) + 0.0244, 0.049, 0.1)
 
     def nu_sigma(self, g_target):
-        return np.clip(-0.0125 * np.log(self._x(g_target)) - 0.0059, 0.008, 0.045)
+        return self.drift_scale * np.clip(-0.0125 * np.log(self._x(g_target)) - 0.0059, 0.008, 0.045)
+
+    def drift_factor(self, nu, t):
+        return ((t + self.t_0) / self.t_0) ** -nu
 
     def read_sigma(self, g_prog, t):
         q_s = np.minimum(0.0088 / np.maximum((np.abs(g_prog) / self.g_max) ** 0.65, 1e-3), 0.2)
-        t_prime = t + T0
-        return q_s * sqrt(log((t_prime + T_READ) / (2 * T_READ)))
+        t_prime = t + self.t_0
+        return self.read_noise_scale * q_s * sqrt(log((t_prime + self.t_read) / (2 * self.t_read)))
 
 
 class RRAM(DeviceModel):

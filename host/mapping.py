@@ -29,7 +29,7 @@ from .errors import StaleState
 from .protocol import Window
 from .validate import float_array
 
-__all__ = ["COMPENSATIONS", "AnalogLinear", "Block", "Mapping", "differential_levels"]
+__all__ = ["COMPENSATIONS", "AnalogLinear", "Block", "Mapping", "differential_levels", "scaled_mvm"]
 
 # "global": aihwkit's GlobalDriftCompensation (one factor per matrix from the summed
 # magnitude of a reference read of all-ones); "column": the same ratio per output column over
@@ -45,6 +45,40 @@ def differential_levels(weights, top):
     peak = float(np.abs(weights).max())
     scale = top / peak if peak > 0 else 1.0
     return np.clip(np.round(scale * weights), 0, top), np.clip(np.round(-scale * weights), 0, top), scale
+
+
+def scaled_mvm(run, x, scale, config, bound_retries=0):
+    """``W x`` of float vectors ``x`` ``(batch, in)`` through ``run(codes) -> ADC codes``.
+
+    Noise management: each vector is divided by its largest magnitude onto the DAC codes.
+    Bound management: a vector whose outputs reach the ADC's rail runs again with its input
+    range doubled, up to ``bound_retries`` times. The codes come back as floats, times
+    ``2**adc_shift * range / (x_max * scale)`` (``scale``: levels per weight unit).
+    """
+    # one reduction of |x| beats two of x (max and min) along rows of ~64: measured 73 vs 122 us
+    peak = np.abs(x).max(axis=1)
+    peak[peak == 0] = 1.0
+    unit = 2.0**config.adc_shift / (config.x_max * scale)
+    out = None
+    todo = None  # every vector
+    for attempt in range(bound_retries + 1):
+        span = peak if todo is None else peak[todo] * 2.0**attempt  # halved signal per retry
+        part = x if todo is None else x[todo]
+        codes = part * (config.x_max / span)[:, None]
+        np.round(codes, out=codes)
+        adc = run(codes.astype(np.int64))
+        y = np.multiply(adc, (unit * span)[:, None])  # int64 codes to float64 in one pass
+        if todo is None:
+            out = y
+        else:
+            out[todo] = y
+        if attempt == bound_retries:
+            break
+        clipped = np.flatnonzero((adc.max(axis=1) >= config.y_max) | (adc.min(axis=1) <= -config.y_max))
+        todo = clipped if todo is None else todo[clipped]
+        if not len(todo):
+            break
+    return out
 
 
 @dataclass(frozen=True)
@@ -293,7 +327,7 @@ class AnalogLinear:
     def __call__(self, x):
         """``(..., in)`` floats -> ``(..., out)`` floats."""
         outs, ins = self.weight.shape
-        x = float_array("x", x, last_dim=ins)
+        x = float_array("x", x, last_dim=ins, copy=False)
         batch = x.reshape(-1, ins)
         y = self.raw(batch)
         if self.compensation == "calibrated":
@@ -319,20 +353,7 @@ class AnalogLinear:
     def _run_block(self, block, scale, x, cfg):
         tile = self.mapping._tile_for(block.page)
         window = Window(block.row0, block.ins, block.col0, block.outs)
-        peak = np.abs(x).max(axis=1)
-        peak = np.where(peak > 0, peak, 1.0)
-        out = np.zeros((len(x), block.outs))
-        todo = np.arange(len(x))
-        for attempt in range(self.mapping.bound_retries + 1):
-            rng = peak[todo] * 2.0**attempt  # input range: halved signal per retry
-            codes = np.round(x[todo] / rng[:, None] * cfg.x_max).astype(np.int64)
-            adc = tile.run_codes(codes, window)
-            out[todo] = adc * (2.0**cfg.adc_shift / (cfg.x_max * scale)) * rng[:, None]
-            clipped = (np.abs(adc) >= cfg.y_max).any(axis=1)
-            todo = todo[clipped]
-            if not len(todo):
-                break
-        return out
+        return scaled_mvm(lambda codes: tile._run(codes, window), x, scale, cfg, self.mapping.bound_retries)
 
     # -- compensation -----------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ import numpy as np
 from .protocol import physics
 from .protocol.physics import THREEFRY_PARITY, THREEFRY_ROTATIONS, Domain
 
-__all__ = ["Streams", "gauss", "noise_key", "threefry2x32"]
+__all__ = ["Streams", "column_gaussians", "gauss", "noise_key", "stream_states", "threefry2x32"]
 
 MASK = np.uint64(0xFFFF_FFFF)
 BLOCK = 1 << 31  # counter bit selecting a stream's second Threefry block
@@ -95,3 +95,40 @@ def gauss(sigma, z):
     """``N(0, (sigma / SIGMA_STEPS)**2)`` from ``z``: ``round_shift(sigma * z, GAUSS_SHIFT)``."""
     product = np.asarray(sigma, dtype=np.int64) * np.asarray(z, dtype=np.int64)
     return physics.round_shift(product, physics.GAUSS_SHIFT)
+
+
+#: xoshiro outputs one Gaussian takes: the binomial's words, then the dither's.
+_WORDS = physics.BINOMIAL_BITS // 32 + 1
+
+
+def stream_states(key, counters):
+    """The xoshiro state ``(4, n)`` (uint32) of :class:`Streams` ``(key, counters)``: same bits."""
+    return Streams(key, counters).state.astype(np.uint32)
+
+
+def column_gaussians(key, counters, columns):
+    """``gaussian()`` drawn ``columns`` times from each stream ``Streams(key, counters)``.
+
+    Returns int64 ``(len(counters), columns)``, the ``j``-th column the ``j``-th Gaussian of each
+    stream: the bits of :class:`Streams` with uint32 arrays (which wrap without warnings), one
+    pass over the columns vectorised over the streams.
+    """
+    s0, s1, s2, s3 = stream_states(key, counters)
+    out = np.empty((len(s0), columns), dtype=np.int64)
+    words = np.empty((_WORDS, len(s0)), dtype=np.uint32)
+    for column in range(columns):
+        for k in range(_WORDS):
+            total = s0 + s3
+            words[k] = ((total << 7) | (total >> 25)) + s0
+            t = s1 << 9
+            s2 ^= s0
+            s3 ^= s1
+            s1 ^= s2
+            s0 ^= s3
+            s2 ^= t
+            s3 = (s3 << 11) | (s3 >> 21)
+        ones = sum(np.bitwise_count(words[k]).astype(np.int64) for k in range(_WORDS - 1))
+        dither = (words[-1] & ((1 << physics.DITHER_BITS) - 1)).astype(np.int64)
+        out[:, column] = (((ones - physics.BINOMIAL_BITS // 2) << (physics.DITHER_BITS + 1))
+                          + 2 * dither - ((1 << physics.DITHER_BITS) - 1))
+    return out

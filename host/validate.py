@@ -30,20 +30,23 @@ def integer_array(name, value, lo, hi, shape=None, last_dim=None):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {array.shape}")
     if last_dim is not None and (array.ndim == 0 or array.shape[-1] != last_dim):
         raise ValueError(f"{name} must have shape (..., {last_dim}), got {array.shape}")
-    outside = (array < lo) | (array > hi)
-    if outside.any():
-        index = _first(outside)
+    # two reductions and no temporaries on the hot path; the mask only to name the culprit
+    if array.size and (array.min() < lo or array.max() > hi):
+        index = _first((array < lo) | (array > hi))
         raise ValueError(f"{name}[{', '.join(map(str, index))}] = {array[index]} is outside "
                          f"[{lo}, {hi}]")
-    return array.astype(np.int64)
+    return array.astype(np.int64, copy=False)
 
 
 def _first(mask):
     return tuple(int(i) for i in np.argwhere(mask)[0])
 
 
-def float_array(name, value, ndim=None, last_dim=None):
-    """``value`` as a finite float64 array, or ``ValueError`` naming the first bad entry."""
+def float_array(name, value, ndim=None, last_dim=None, copy=True):
+    """``value`` as a finite float64 array, or ``ValueError`` naming the first bad entry.
+
+    ``copy=False`` may return ``value`` itself (for inputs that are only read).
+    """
     try:
         array = np.asarray(value)
     except (ValueError, TypeError) as error:
@@ -52,16 +55,16 @@ def float_array(name, value, ndim=None, last_dim=None):
         raise ValueError(f"{name} must be a rectangular array of numbers, got dtype {array.dtype}")
     if np.issubdtype(array.dtype, np.complexfloating):
         raise ValueError(f"{name} must be real, got dtype {array.dtype}")
-    array = array.astype(np.float64)
+    array = array.astype(np.float64, copy=copy)
     if ndim is not None and array.ndim != ndim:
         raise ValueError(f"{name} must be a {ndim}-d array, got shape {array.shape}")
     if last_dim is not None and (array.ndim == 0 or array.shape[-1] != last_dim):
         raise ValueError(f"{name} must have shape (..., {last_dim}), got {array.shape}")
     if array.size == 0:
         raise ValueError(f"{name} is empty (shape {array.shape})")
-    bad = ~np.isfinite(array)
-    if bad.any():
-        index = _first(bad)
+    # NaN propagates through min and max, an infinity is one of them: no mask unless needed
+    if not (np.isfinite(array.min()) and np.isfinite(array.max())):
+        index = _first(~np.isfinite(array))
         raise ValueError(f"{name} contains {array[index]} at index {index}: "
                          f"only finite values map onto a tile")
     return array

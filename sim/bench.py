@@ -14,30 +14,99 @@ from pathlib import Path
 import numpy as np
 
 import memxbar
-from memxbar.hdl import Tile
+from memxbar.mapping import Mapping
 from memxbar.protocol.frames import Command
 
-from . import verilator
-from .configs import VERIFIED_TILES
+SHAPE = 64  # the default tile: 64 inputs x 64 outputs
+
+#: The goals of issue 14 for ``model://`` (64x64 PCM tile, ``Tile.matvec``).
+GOALS = {"matvec batch 1, per_read PCM": "<= 30 us a call",
+         "matvec batch 1000, ideal": ">= 2,000,000 MVMs/s",
+         "matvec batch 1000, frozen PCM": ">= 1,000,000 MVMs/s",
+         "matvec batch 1000, per_read PCM": ">= 1,000,000 MVMs/s"}
 
 
-def model_mvms_per_second(batch, seconds=1.0):
-    """MVMs/s of ``Tile.run_codes`` on ``model://`` (64x64), validation included."""
+def _rate(call, seconds):
+    """Seconds per call of ``call()``: the best of five rounds of repeated calls (load is noisy)."""
+    call()  # warm up (JIT, caches)
+    best = float("inf")
+    for _ in range(5):
+        calls, started = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - started) < seconds / 5:
+            call()
+            calls += 1
+        best = min(best, elapsed / calls)
+    return best
+
+
+def numpy_reference(batch, seconds):
+    """Seconds per ``x @ W.T`` in plain numpy float32, the same shape as a tile's MVMs: with
+    numpy's default BLAS threads, and pinned to one thread (as model:// runs small products)."""
+    from threadpoolctl import threadpool_limits
+
     rng = np.random.default_rng(0)
-    with memxbar.open("model://?rows=64&cols=64") as dev:
+    w = rng.normal(size=(SHAPE, SHAPE)).astype(np.float32)
+    x = rng.normal(size=(batch, SHAPE)).astype(np.float32)
+    if batch == 1:
+        x = x[0]
+    default = _rate(lambda: x @ w.T, seconds)
+    with threadpool_limits(1, user_api="blas"):
+        pinned = _rate(lambda: x @ w.T, seconds)
+    return default, pinned
+
+
+def model_rates(batch, seconds):
+    """Seconds per call on ``model://`` (64x64) of every workload of the goals at ``batch``."""
+    rng = np.random.default_rng(0)
+    weights = rng.normal(size=(SHAPE, SHAPE))
+    x = rng.normal(size=(batch, SHAPE))
+    if batch == 1:
+        x = x[0]
+    rates = {}
+    with memxbar.open(f"model://?rows={SHAPE}&cols={SHAPE}") as dev:
         tile = dev.tile(0)
         cfg = tile.config
-        tile.program_levels(*(rng.integers(0, cfg.g_max + 1, (2, cfg.cols, cfg.rows))))
-        x = rng.integers(-cfg.x_max, cfg.x_max + 1, (batch, cfg.rows))
-        calls, started = 0, time.perf_counter()
-        while (elapsed := time.perf_counter() - started) < seconds:
-            tile.run_codes(x)
-            calls += 1
-    return calls * batch / elapsed
+        levels = rng.integers(0, cfg.g_max + 1, (2, cfg.cols, cfg.rows))
+        codes = rng.integers(-cfg.x_max, cfg.x_max + 1, (batch, cfg.rows))
+        tile.program_levels(*levels)
+        rates["run_codes, ideal"] = _rate(lambda: tile.run_codes(codes), seconds)
+        tile.program(weights)
+        rates["matvec, ideal"] = _rate(lambda: tile.matvec(x), seconds)
+        for mode in ("frozen", "per_read"):
+            tile.configure(memxbar.PCM(), seed=1, read_noise=mode)
+            tile.program(weights)
+            tile.drift(3600.0)
+            rates[f"matvec, {mode} PCM"] = _rate(lambda: tile.matvec(x), seconds)
+    with memxbar.open(f"model://?rows={SHAPE}&cols={SHAPE}") as dev:
+        mapping = Mapping(dev, memxbar.PCM(), seed=1, read_noise="per_read")
+        layer = mapping.add(weights)
+        mapping.program()
+        mapping.drift(3600.0)
+        rates["mapping layer, per_read PCM"] = _rate(lambda: layer(x), seconds)
+    return rates
+
+
+def model_figures(seconds):
+    """Print the model's figures beside the numpy reference measured in the same run."""
+    print(f"model://, {SHAPE}x{SHAPE} tile; reference: numpy float32 x @ W.T of the same shape, "
+          f"same run (best of 5 rounds)")
+    for batch in (1, 1000):
+        default, reference = numpy_reference(batch, seconds)
+        print(f"  batch {batch}: numpy reference {default * 1e6:9.2f} us a call, {batch / default:>13,.0f} "
+              f"MVMs/s; on one BLAS thread {reference * 1e6:.2f} us, {batch / reference:,.0f} MVMs/s "
+              f"(the ratios below)")
+        for name, per_call in model_rates(batch, seconds).items():
+            print(f"    {name:<30}{per_call * 1e6:>11.2f} us a call{batch / per_call:>14,.0f} MVMs/s"
+                  f"{per_call / reference:>8.1f}x numpy")
+    print("  goals: " + "; ".join(f"{name} {goal}" for name, goal in GOALS.items()))
 
 
 def rtl_streaming(config, batch):
     """Stream ``batch`` vectors back to back through the Verilated tile (cocotb-driven)."""
+    from memxbar.hdl import Tile
+
+    from . import verilator
+
     build = verilator.build(Tile(config), "memxbar_tile")
     with tempfile.TemporaryDirectory() as folder:
         report = Path(folder) / "report.json"
@@ -50,6 +119,10 @@ def rtl_streaming(config, batch):
 
 def rtl_free_running(config, cycles):
     """Cycles/s of the tile compiled with a C++ harness: Verilator's own speed, no Python."""
+    from memxbar.hdl import Tile
+
+    from . import verilator
+
     harness = Path(__file__).with_name("tile_speed.cpp")
     executable = verilator.build_standalone(Tile(config), "memxbar_tile", harness)
     done, outputs, seconds = subprocess.run([executable, str(cycles)], check=True,
@@ -95,11 +168,17 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=64, help="vectors streamed per RTL config")
     parser.add_argument("--cycles", type=int, default=2_000_000, help="cycles of the C++ harness run")
+    parser.add_argument("--model-only", action="store_true",
+                        help="only the model:// figures (no Verilator needed)")
+    parser.add_argument("--seconds", type=float, default=2.0, help="time spent on each model figure")
     args = parser.parse_args(argv)
 
-    print("golden model, 64x64 tile, Tile.run_codes on model://")
-    for batch in (1, 1000):
-        print(f"  batch {batch:>5}: {model_mvms_per_second(batch):>12,.0f} MVMs/s")
+    model_figures(args.seconds)
+    if args.model_only:
+        return
+    from .configs import VERIFIED_TILES
+
+    print()
 
     print(f"\nRTL under Verilator, {args.batch} vectors back to back, driven by cocotb")
     print(f"  {'tile':<16}{'cycles/MVM':>11}{'formula':>9}{'ideal':>7}{'latency':>9}"

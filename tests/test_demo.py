@@ -62,3 +62,10 @@ def test_cli_bad_input_is_one_line(args, code, message, capsys):
     assert main(["demo", "--backend", "model", "--quiet", "--plot", "-", *args]) == code
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_a_missing_extra_is_named(monkeypatch, capsys):
+    monkeypatch.setitem(__import__("sys").modules, "tqdm", None)  # as if tqdm were not installed
+    assert main(["demo", "--backend", "model", "--seeds", "1", "--plot", "-"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "memxbar: error: the demo needs tqdm: pip install 'memxbar[demo]'"

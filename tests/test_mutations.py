@@ -12,6 +12,7 @@ import memxbar
 import memxbar.model
 from memxbar.backends.serial import SerialBackend
 from memxbar.device import Device
+from memxbar.protocol import physics
 from memxbar.protocol.physics import DRIFT_ONE
 from memxbar.reference import ReferenceDevice
 from memxbar.sim.channel import DevicePort
@@ -51,6 +52,12 @@ def drift_table_entry(monkeypatch):
     monkeypatch.setattr(memxbar.model.TileModel, "_load_drift", broken)
 
 
+def output_noise_shift(monkeypatch):
+    """The MVM noise one bit too weak: its final shift one more than the contract's."""
+    shift = physics.noise_shift
+    monkeypatch.setattr(physics, "noise_shift", lambda var_shift: shift(var_shift) + 1)
+
+
 @pytest.fixture(scope="module")
 def rtl_outputs():
     with memxbar.open(f"sim://?{QUERY}") as sim:
@@ -63,7 +70,7 @@ def oracle_outputs(config):
         return scenario(dev)
 
 
-@pytest.mark.parametrize("mutation", [None, adc_rounding_down, drift_table_entry])
+@pytest.mark.parametrize("mutation", [None, adc_rounding_down, output_noise_shift, drift_table_entry])
 def test_the_rtl_comparison_catches_a_broken_model(mutation, rtl_outputs, monkeypatch):
     config = memxbar.open(f"model://?{QUERY}").info.config
     if mutation is not None:

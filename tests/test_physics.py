@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import memxbar
+from memxbar.protocol.physics import ReadNoise
 
 G_MAX = 25.0
 LEVELS_US = (5.0, 10.0, 15.0, 20.0, 25.0)  # targets far enough from 0 that clipping is negligible
@@ -168,3 +169,107 @@ def test_per_read_noise_std_through_mvms():
         print(f"per-read noise: measured / equation = {ratio.mean():.4f} (column spread {ratio.std():.4f})")
         assert abs(ratio.mean() - 1) < 0.05
         assert not np.array_equal(tile.run_codes(x[:1]), tile.run_codes(x[:1]))  # fresh every read
+
+
+# -- the drift exponent where aihwkit's equations bite: below the clip points -------------------
+# mu_nu is clipped below x ~ 0.0076 and above ~ 0.2, sigma_nu below ~ 0.017 and above ~ 0.33:
+# levels of 1-4 uS (x = 0.04-0.16) sit on both slopes, so a wrong sign or slope moves them.
+LOW_LEVELS_US = (1.0, 2.5, 4.0)
+
+
+def folded_normal(mu, sigma):
+    """Mean and standard deviation of |N(mu, sigma)|."""
+    from math import erf, exp, pi
+
+    mean = sigma * sqrt(2 / pi) * exp(-mu * mu / (2 * sigma * sigma)) + mu * erf(mu / (sigma * sqrt(2)))
+    return mean, sqrt(mu * mu + sigma * sigma - mean * mean)
+
+
+def drift_exponents(pcm, g_target, seed):
+    """The drift exponents the golden model samples for 2 x 64 x 64 devices programmed to ``g_target``."""
+    from memxbar.model import TileModel
+    from memxbar.protocol import TileConfig
+
+    cfg = TileConfig(rows=64, cols=64, lanes=8)
+    model = TileModel(cfg)
+    model.configure(seed, ReadNoise.FROZEN, pcm.compile_program(cfg), pcm.compile_drift(cfg, 0.0))
+    level = round(g_target / pcm.lsb(cfg))
+    model.program_levels(np.full((64, 64), level), np.full((64, 64), level))
+    return model.nu.ravel() * pcm.nu_step(), level * pcm.lsb(cfg)
+
+
+@pytest.mark.parametrize("g_target", LOW_LEVELS_US)
+def test_drift_exponent_distribution_at_low_levels(g_target):
+    from scipy import stats
+
+    pcm = memxbar.PCM()
+    nu, g_quantised = drift_exponents(pcm, g_target, seed=31)
+    mu, sigma = pcm_nu(g_quantised)
+    assert pcm_nu(g_quantised) != pcm_nu(1.001 * g_quantised), "the level is on a clip, not a slope"
+    mean, sd = folded_normal(mu, sigma)
+    n = nu.size
+    # nu codes are rounded to steps of nu_step: half a step of CDF shift at the density's peak
+    step = pcm.nu_step()
+    quantisation = step / 2 / (sigma * sqrt(2 * np.pi))
+    distance = stats.kstest(nu, stats.foldnorm(abs(mu) / sigma, scale=sigma).cdf).statistic
+    print(f"{g_target} uS: nu mean {nu.mean():.5f} (folded {mean:.5f}), sd {nu.std():.5f} ({sd:.5f}), "
+          f"KS {distance:.4f}")
+    assert abs(nu.mean() - mean) < 3 * sd / sqrt(n)
+    assert abs(nu.std() - sd) < 3 * sd / sqrt(2 * n) + step**2 / (12 * sd)  # rounding adds step**2/12
+    assert distance < 1.73 / sqrt(n) + quantisation  # KS at p = 0.005, plus the rounding
+
+
+def test_drift_exponent_would_catch_a_sign_error_in_the_slope():
+    """The same check against mu_nu with the slope's sign flipped must fail by far."""
+    pcm = memxbar.PCM()
+    nu, g_quantised = drift_exponents(pcm, 2.5, seed=32)
+    x = g_quantised / G_MAX
+    wrong_mu = min(max(+0.0155 * log(x) + 0.0244, 0.049), 0.1)
+    mean, sd = folded_normal(wrong_mu, pcm_nu(g_quantised)[1])
+    assert abs(nu.mean() - mean) > 10 * sd / sqrt(nu.size)
+
+
+# -- aihwkit's knobs ------------------------------------------------------------------------------
+
+
+def test_drift_scale_scales_the_exponent():
+    base, _ = drift_exponents(memxbar.PCM(), 2.5, seed=33)
+    half, _ = drift_exponents(memxbar.PCM(drift_scale=0.5), 2.5, seed=33)
+    # the same draws scaled: equal up to the 8-bit code rounding of each exponent
+    assert abs(half.mean() / base.mean() - 0.5) < 0.01
+
+
+def test_prog_noise_scale_and_coefficients(tile):
+    tile.configure(memxbar.PCM(prog_noise_scale=2.0), seed=41)
+    g_quantised = program_level(tile, 15.0)
+    measured = tile.conductances()[0].ravel()[1:]
+    expected = 2.0 * pcm_sigma_prog(g_quantised)
+    n = measured.size
+    assert abs(measured.std() - expected) < 3 * expected / sqrt(2 * n) + tile.model.lsb(tile.config) ** 2 / 12
+    custom = memxbar.PCM(prog_coeff=[0.5, 0.0, 1.0])  # fitted at g_max, as aihwkit
+    g = np.array([0.0, 12.5, 25.0])
+    assert np.allclose(custom.prog_sigma(g), [0.5, 0.75, 1.5])
+    scaled = memxbar.PCM(g_max=50.0)  # aihwkit's fit was at 25 uS: sigma scales with g_max
+    assert np.allclose(scaled.prog_sigma(2 * g), 2 * memxbar.PCM().prog_sigma(g))
+
+
+def test_read_noise_scale_t0_and_t_read():
+    g = np.array([2.0, 10.0, 25.0])
+    t = 3600.0
+    pcm = memxbar.PCM(read_noise_scale=0.5, t_0=100.0, t_read=1e-6)
+    q_s = np.minimum(0.0088 / np.maximum((g / G_MAX) ** 0.65, 1e-3), 0.2)
+    assert np.allclose(pcm.read_sigma(g, t), 0.5 * q_s * sqrt(log((t + 100.0 + 1e-6) / 2e-6)))
+    assert np.isclose(pcm.drift_factor(0.06, t), ((t + 100.0) / 100.0) ** -0.06)
+    assert memxbar.PCM().drift_factor(0.06, t) == ((t + T0) / T0) ** -0.06
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"t_0": 0.0}, r"t_0 must be > 0"),
+    ({"t_read": -1.0}, r"t_read must be > 0"),
+    ({"drift_scale": float("nan")}, r"drift_scale must be a finite number"),
+    ({"prog_coeff": []}, r"prog_coeff must hold at least one finite number"),
+    ({"prog_coeff": "abc"}, r"prog_coeff must be a sequence of numbers"),
+])
+def test_bad_knobs_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        memxbar.PCM(**kwargs)

@@ -30,7 +30,7 @@ def test_convert_runs_the_linear_layers_on_the_device():
     net = mlp()
     x = torch.rand(9, 3, 16)
     with memxbar.open("model://") as dev:
-        analog, mapping = mtorch.convert(net, dev, memxbar.PCM(), seed=4)
+        analog, _ = mtorch.convert(net, dev, memxbar.PCM(), seed=4)
         assert [type(m).__name__ for m in analog] == ["Flatten", "AnalogLinear", "ReLU", "AnalogLinear"]
         assert isinstance(net[1], nn.Linear)  # the original is untouched
         y = analog(x)
@@ -47,8 +47,22 @@ def test_convert_runs_the_linear_layers_on_the_device():
         assert np.array_equal(y.numpy(), expected.astype(np.float32))
         exact = net(x).detach()
         assert (y - exact).abs().max() < 0.2 * exact.abs().max()
+
+
+def test_drift_changes_the_output():
+    """Frozen read noise and no output noise: MVMs repeat exactly, so only drift can change them
+    (with per-read noise every call differs, and a drift that did nothing would pass)."""
+    net = mlp()
+    x = torch.rand(9, 3, 16)
+    with memxbar.open("model://") as dev:
+        analog, mapping = mtorch.convert(net, dev, memxbar.PCM(out_noise=0.0), seed=4, read_noise="frozen")
+        y = analog(x)
+        assert torch.equal(analog(x), y), "without drift the outputs must repeat, or the test proves nothing"
         mapping.drift(86400.0)
-        assert not torch.equal(analog(x), y)
+        drifted = analog(x)
+        assert not torch.equal(drifted, y)
+        # PCM decays: the uncompensated outputs shrink on average
+        assert drifted.abs().mean() < y.abs().mean()
 
 
 def test_unsupported_layers_are_named():
