@@ -29,13 +29,16 @@ from .errors import StaleState
 from .protocol import Window
 from .validate import float_array
 
-__all__ = ["COMPENSATIONS", "AnalogLinear", "Block", "Mapping", "differential_levels"]
+__all__ = ["COMPENSATIONS", "WINDOW_EVENTS", "AnalogLinear", "Block", "Mapping", "differential_levels"]
 
 # "global": aihwkit's GlobalDriftCompensation (one factor per matrix from the summed
 # magnitude of a reference read of all-ones); "column": the same ratio per output column over
 # several probe vectors; "calibrated": per-column gain and offset fitted by least squares to
 # reads of known probe vectors against the digital product with the programmed weights.
 COMPENSATIONS = (None, "global", "column", "calibrated")
+
+#: Events of a layer's RUNs counted on the host for the cells of their windows (AnalogLinear.events).
+WINDOW_EVENTS = ("mvms", "cycles", "macs", "adc_conversions", "dac_conversions")
 
 PROBES = 16  # reference vectors of the per-column compensation and the calibration
 
@@ -130,6 +133,7 @@ class Mapping:
         self.bound_retries = bound_retries
         self.layers = []
         self.time = 0.0
+        self.drifts = []  # drift() times since the last program(), the history a saved state replays
         self._pages = []
         self._resident = {}  # tile index -> page programmed on it
         self._generation = {}  # tile index -> the tile's generation right after this mapping programmed it
@@ -196,6 +200,7 @@ class Mapping:
             raise ValueError("nothing to program: add a matrix with mapping.add(weight) first")
         self._resident.clear()
         self.time = 0.0
+        self.drifts = []
         for page in range(min(self.pages, self.device.info.tiles)):
             self._load(page)
         self._programmed = True
@@ -208,6 +213,7 @@ class Mapping:
         for page in list(self._resident.values()):
             self._tile_for(page).drift(t)
         self.time = float(t)
+        self.drifts.append(self.time)
         for layer in self.layers:
             layer._reference(baseline=False)
 
@@ -275,6 +281,23 @@ class AnalogLinear:
         self._baseline = None
         self._factor = None
         self._gain_offset = None
+        self.events = dict.fromkeys(WINDOW_EVENTS, 0)
+
+    def set_weights(self, weight, bias=None):
+        """New float values of the same shapes; they reach the cells at the next :meth:`Mapping.program`.
+
+        The placement stays; each block's scale follows the new values.
+        """
+        w = float_array("weight", weight, ndim=2)
+        if w.shape != self.weight.shape:
+            raise ValueError(f"weight must keep its shape {self.weight.shape}, got {w.shape}")
+        b = None if bias is None else float_array("bias", bias, ndim=1)
+        if (b is None) != (self.bias is None) or (b is not None and b.shape != self.bias.shape):
+            raise ValueError(f"bias must keep its shape {None if self.bias is None else self.bias.shape}, "
+                             f"got {None if b is None else b.shape}")
+        self.weight, self.bias = w, b
+        self.scales = [differential_levels(w[block.weights], self._top)[2] for block in self.blocks]
+        self.mapping._programmed = False
 
     @property
     def compensation(self):
@@ -327,12 +350,23 @@ class AnalogLinear:
             rng = peak[todo] * 2.0**attempt  # input range: halved signal per retry
             codes = np.round(x[todo] / rng[:, None] * cfg.x_max).astype(np.int64)
             adc = tile.run_codes(codes, window)
+            self._count(len(todo), block, cfg)
             out[todo] = adc * (2.0**cfg.adc_shift / (cfg.x_max * scale)) * rng[:, None]
             clipped = (np.abs(adc) >= cfg.y_max).any(axis=1)
             todo = todo[clipped]
             if not len(todo):
                 break
         return out
+
+    def _count(self, mvms, block, cfg):
+        # what the window uses, counted on the host: the device's counters count the whole
+        # array per MVM (it reads every cell), which overstates a small block's cost
+        events = self.events
+        events["mvms"] += mvms
+        events["cycles"] += mvms * cfg.cycles_per_mvm
+        events["macs"] += mvms * block.ins * block.outs
+        events["adc_conversions"] += mvms * block.outs
+        events["dac_conversions"] += mvms * block.ins
 
     # -- compensation -----------------------------------------------------------------------------
 
