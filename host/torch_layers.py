@@ -371,13 +371,19 @@ class _Binding:
                 layer._binding.release()
         self.device = device
         self.layers = layers
+        self.reprogram = reprogram
         self.stale = False
-        self.mapping = Mapping(device, first.device_model, seed=first.seed, read_noise=first.read_noise,
-                               reprogram=reprogram, bound_retries=first.bound_retries)
-        for layer in layers:
+        self._build()
+
+    def _build(self):
+        """A mapping with the layers' configuration (again after a reload changed it)."""
+        first = self.layers[0]
+        self.mapping = Mapping(self.device, first.device_model, seed=first.seed, read_noise=first.read_noise,
+                               reprogram=self.reprogram, bound_retries=first.bound_retries)
+        for layer in self.layers:
             layer._mapped = [self.mapping.add(w, b, layer.compensation) for w, b in layer._matrices()]
             layer._binding = self
-            layer.tile_config = device.info.config
+            layer.tile_config = self.device.info.config
 
     def release(self):
         for layer in self.layers:
@@ -395,6 +401,7 @@ class _Binding:
 
     def restore(self, state):
         """Program the saved weights and bring the tiles to the saved time, replaying its drifts."""
+        self._build()
         self.program()
         for t in state["drifts"]:
             self.mapping.drift(t)
