@@ -20,6 +20,7 @@ of them: a tile is programmed and ages as a whole.
 """
 
 import copy
+import math
 from dataclasses import asdict
 
 import numpy as np
@@ -295,19 +296,19 @@ class _AnalogConv(AnalogLayer):
         if any(widths):
             mode = "constant" if self.padding_mode == "zeros" else self.padding_mode
             x = functional.pad(x, widths, mode=mode)
-        planar = x.unsqueeze(2) if self.dims == 1 else x  # Conv1d as a Conv2d of height 1
-        ones = (1,) * (2 - self.dims)
-        kernel, dilation, stride = (ones + tuple(v) for v in (self.kernel_size, self.dilation, self.stride))
-        spatial = [(size - dil * (k - 1) - 1) // st + 1
-                   for size, k, dil, st in zip(planar.shape[2:], kernel, dilation, stride, strict=True)]
-        if min(spatial) < 1:
-            raise ValueError(f"input of shape {tuple(x.shape)} is smaller than the kernel {self.kernel_size} "
-                             f"of {type(self).__name__}")
-        columns = functional.unfold(planar, kernel, dilation=dilation, stride=stride)  # (n, c*k, positions)
-        batch, features, positions = columns.shape
-        y = self._product(columns.transpose(1, 2).reshape(batch * positions, features))
-        y = y.reshape(batch, positions, self.out_channels).transpose(1, 2)
-        y = y.reshape(batch, self.out_channels, *spatial[2 - self.dims:])
+        # strided views, one kernel axis per spatial axis: (n, c, *positions, *kernel)
+        patches = x
+        for axis in range(self.dims):
+            span = self.dilation[axis] * (self.kernel_size[axis] - 1) + 1
+            if patches.shape[2 + axis] < span:
+                raise ValueError(f"input of shape {tuple(x.shape)} is smaller than the kernel "
+                                 f"{self.kernel_size} of {type(self).__name__}")
+            patches = patches.unfold(2 + axis, span, self.stride[axis])[..., ::self.dilation[axis]]
+        batch, spatial = patches.shape[0], patches.shape[2:2 + self.dims]
+        order = (0, *range(2, 2 + self.dims), 1, *range(2 + self.dims, 2 + 2 * self.dims))
+        rows = patches.permute(order).reshape(batch * math.prod(spatial), -1)  # channel-major, as the weight
+        y = self._product(rows)
+        y = y.reshape(batch, *spatial, self.out_channels).movedim(-1, 1)
         return y.squeeze(0) if unbatched else y
 
     @classmethod
@@ -380,8 +381,14 @@ class _Binding:
         first = self.layers[0]
         self.mapping = Mapping(self.device, first.device_model, seed=first.seed, read_noise=first.read_noise,
                                reprogram=self.reprogram, bound_retries=first.bound_retries)
+        matrices = [(layer, group, w, b) for layer in self.layers
+                    for group, (w, b) in enumerate(layer._matrices())]
+        # the tallest matrices first: guillotine packing then fits a small CNN's layers in one tile
+        mapped = {}
+        for layer, group, w, b in sorted(matrices, key=lambda m: (-m[2].shape[1], -m[2].shape[0])):
+            mapped[id(layer), group] = self.mapping.add(w, b, layer.compensation)
         for layer in self.layers:
-            layer._mapped = [self.mapping.add(w, b, layer.compensation) for w, b in layer._matrices()]
+            layer._mapped = [mapped[id(layer), group] for group in range(len(layer._matrices()))]
             layer._binding = self
             layer.tile_config = self.device.info.config
 
