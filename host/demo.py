@@ -100,14 +100,18 @@ def trained_cnns(say=print):
             net.load_state_dict(saved[name])
         return tuple(net.eval() for net in nets)
     x, y, _, _ = load_mnist1d()
-    with torch.random.fork_rng():
-        torch.set_num_threads(1)  # a tiny network: threads cost more than they give
-        say(f"training the CNN on mnist1d ({len(x)} signals) ...")
-        float_net = _fit(nets[0], x, y, epochs=100, lr=1e-2, weight_decay=0.05, seed=1)
-        say("fine-tuning it hardware-aware (PCM noise, drift 1 s to 1 year, global compensation) ...")
-        aware = convert_to_analog(float_net, device_model=PCM(), compensation="global",
-                                  hardware_aware=HardwareAware(t=(1.0, TIMES["1 year"])))
-        hwa_net = convert_to_digital(_fit(aware, x, y, epochs=40, lr=2e-3, weight_decay=0.05, seed=2))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny network: threads cost more than they give
+    try:
+        with torch.random.fork_rng():  # the caller's random state stays as it was
+            say(f"training the CNN on mnist1d ({len(x)} signals) ...")
+            float_net = _fit(nets[0], x, y, epochs=100, lr=1e-2, weight_decay=0.05, seed=1)
+            say("fine-tuning it hardware-aware (PCM noise, drift 1 s to 1 year, global compensation) ...")
+            aware = convert_to_analog(float_net, device_model=PCM(), compensation="global",
+                                      hardware_aware=HardwareAware(t=(1.0, TIMES["1 year"])))
+            hwa_net = convert_to_digital(_fit(aware, x, y, epochs=40, lr=2e-3, weight_decay=0.05, seed=2))
+    finally:
+        torch.set_num_threads(threads)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"float": float_net.state_dict(), "hwa": hwa_net.state_dict()}, path)
     return float_net.eval(), hwa_net.eval()
