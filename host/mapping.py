@@ -133,7 +133,9 @@ class Mapping:
         self.bound_retries = bound_retries
         self.layers = []
         self.time = 0.0
-        self.drifts = []  # drift() times since the last program(), the history a saved state replays
+        # (t, {tile: NoiseIndices before the call}) of each drift() since the last program(): the
+        # history that a saved state replays to reach the same conductances and compensations
+        self.drifts = []
         self._pages = []
         self._resident = {}  # tile index -> page programmed on it
         self._generation = {}  # tile index -> the tile's generation right after this mapping programmed it
@@ -210,12 +212,17 @@ class Mapping:
     def drift(self, t):
         """All tiles to ``t`` seconds after programming; compensations are read again."""
         self._need_programmed()
+        before = self.indices()
         for page in list(self._resident.values()):
             self._tile_for(page).drift(t)
         self.time = float(t)
-        self.drifts.append(self.time)
+        self.drifts.append((self.time, before))
         for layer in self.layers:
             layer._reference(baseline=False)
+
+    def indices(self):
+        """``{tile index: memxbar.NoiseIndices}`` of the tiles holding this mapping's pages now."""
+        return {index: self.device.tile(index).indices for index in sorted(self._resident)}
 
     def _load(self, page):
         tiles = self.device.info.tiles

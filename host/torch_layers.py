@@ -29,6 +29,7 @@ from torch import nn
 from torch.nn import functional
 
 from . import devices
+from .device import NoiseIndices
 from .devices import DeviceModel
 from .mapping import COMPENSATIONS, WINDOW_EVENTS, Mapping
 from .protocol import TileConfig
@@ -407,11 +408,15 @@ class _Binding:
             layer._loaded = None
 
     def restore(self, state):
-        """Program the saved weights and bring the tiles to the saved time, replaying its drifts."""
+        """Program the saved weights with the saved seed, replay the drifts at their noise indices,
+        and leave every tile at the saved indices: the next MVM draws what the original's would."""
         self._build()
         self.program()
-        for t in state["drifts"]:
-            self.mapping.drift(t)
+        mapping = self.mapping
+        for t, before in state["drifts"]:
+            _set_indices(self.device, before)
+            mapping.drift(t)
+        _set_indices(self.device, state["indices"])
         if state["programmed"] is False:
             self.stale = True
 
@@ -426,8 +431,19 @@ class _Binding:
     def device_state(self):
         mapping = self.mapping
         return {"programmed": bool(mapping._programmed and not self.stale), "time": mapping.time,
-                "drifts": list(mapping.drifts), "backend": self.device.info.backend,
+                "drifts": [[t, _plain_indices(before)] for t, before in mapping.drifts],
+                "indices": _plain_indices(mapping.indices()), "backend": self.device.info.backend,
                 "build_id": self.device.info.build_id}
+
+
+def _plain_indices(indices):
+    """``{tile: NoiseIndices}`` as ``[[tile, writes, drifts, reads], ...]``: plain values for a state dict."""
+    return [[tile, i.writes, i.drifts, i.reads] for tile, i in sorted(indices.items())]
+
+
+def _set_indices(device, plain):
+    for tile, writes, drifts, reads in plain:
+        device.tile(tile).indices = NoiseIndices(writes=writes, drifts=drifts, reads=reads)
 
 
 def _bindings(module):

@@ -254,19 +254,24 @@ def test_to_moves_digital_parts_and_leaves_the_tiles():
         assert y64.dtype == torch.float64 and torch.equal(y64.float(), y32)
 
 
-def test_state_dict_reloads_onto_a_fresh_device_with_the_same_next_output(tmp_path):
+@pytest.mark.parametrize("read_noise", ["per_read", "frozen"])
+def test_state_dict_reloads_onto_a_fresh_device_with_the_same_next_output(tmp_path, read_noise):
     net, x = cnn(), torch.randn(4, 2, 12)
-    model = memxbar.PCM(out_noise=0.0)  # without per-MVM noise the next output needs no read index
     with memxbar.open("model://") as dev:
-        analog = mtorch.convert_to_analog(net, dev, model, seed=11, read_noise="frozen",
+        analog = mtorch.convert_to_analog(net, dev, memxbar.PCM(), seed=11, read_noise=read_noise,
                                           compensation="global")
-        analog.drift_analog_weights(3600.0)
-        analog.drift_analog_weights(86400.0)
+        with torch.no_grad():  # MVMs between the drifts move the read index
+            analog(x)
+            analog.drift_analog_weights(3600.0)
+            analog(x[:2])
+            analog.drift_analog_weights(86400.0)
+            analog(x[:3])
         torch.save(analog.state_dict(), tmp_path / "analog.pt")
         with torch.no_grad():
-            expected = analog(x)
+            expected, after = analog(x), analog(x)
+    assert not torch.equal(expected, after)  # output noise: every MVM draws afresh
     state = torch.load(tmp_path / "analog.pt", weights_only=True)
-    assert state["0._extra_state"]["device"]["drifts"] == [3600.0, 86400.0]
+    assert [t for t, _ in state["0._extra_state"]["device"]["drifts"]] == [3600.0, 86400.0]
     other = cnn()
     with torch.no_grad():
         for p in other.parameters():
@@ -277,6 +282,7 @@ def test_state_dict_reloads_onto_a_fresh_device_with_the_same_next_output(tmp_pa
         assert isinstance(reloaded[0].device_model, memxbar.PCM) and reloaded[0].seed == 11
         with torch.no_grad():
             assert torch.equal(reloaded(x), expected)
+            assert torch.equal(reloaded(x), after)
         assert reloaded[3].mapping.time == 86400.0 and reloaded[3].compensation == "global"
     unbound = mtorch.convert_to_analog(cnn())
     unbound.load_state_dict(state)
