@@ -355,3 +355,22 @@ def test_training_noise_has_the_tiles_statistics():
             se = np.sqrt(a.var() / len(a) + b.var() / len(b))
             assert abs(a.mean() - b.mean()) < 3 * se + 2e-3, (t, column)
             assert 0.8 < b.std() / a.std() < 1.25, (t, column)
+
+
+def test_layer_events_count_the_cells_of_their_windows():
+    conv = nn.Conv1d(3, 7, 4, stride=2, groups=1)
+    x = torch.randn(5, 3, 20)
+    with memxbar.open("model://") as dev:
+        analog = mtorch.convert_to_analog(nn.Sequential(conv), dev, memxbar.PCM(), seed=3)
+        before, device_before = analog[0].events(), dev.counters()
+        with torch.no_grad():
+            analog(x)
+        events = {k: v - before[k] for k, v in analog[0].events().items()}
+        device = {k: v - device_before[k] for k, v in dev.counters().items()}
+    mvms = events["mvms"]
+    assert mvms >= 5 * 9  # one per output position, plus bound-management retries
+    assert mvms == device["mvms"]  # the device ran exactly these
+    cfg = dev.info.config
+    assert events["macs"] == mvms * 12 * 7 < device["macs"] == mvms * cfg.rows * cfg.cols
+    assert events["adc_conversions"] == mvms * 7 and events["dac_conversions"] == mvms * 12
+    assert events["cycles"] == mvms * cfg.cycles_per_mvm
