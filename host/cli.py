@@ -53,8 +53,9 @@ def _demo(args):
     backends = {"model": "model://", "sim": "sim://"}
     url = backends.get(args.backend, args.backend)
     say = (lambda line: print(line, file=sys.stderr)) if args.json else print
-    results = demo(url, seeds=args.seeds, samples=args.samples, clock_hz=args.clock_mhz * 1e6,
-                   compensation=args.compensation, progress=not args.quiet, say=say)
+    times = None if args.times is None else [when.strip() for when in args.times.split(",")]
+    results = demo(url, seeds=args.seeds, samples=args.samples, clock_hz=args.clock_mhz * 1e6, times=times,
+                   progress=not args.quiet, say=say)
     if args.plot != "-":
         plot(results, args.plot)
         results["plot"] = args.plot
@@ -83,15 +84,14 @@ def _parser():
     test.add_argument("--matrices", type=int, default=8, help="random matrices in the link soak")
     test.add_argument("--json", action="store_true", help="machine-readable figures")
     test.set_defaults(run=_selftest)
-    show = commands.add_parser("demo", help="what PCM noise and drift do to a digits classifier")
-    show.add_argument("--backend", default="sim",
-                      help="model (golden model), sim (RTL under Verilator, the default) or a serial port")
-    show.add_argument("--seeds", type=int, default=3, help="device seeds to average over (default 3)")
-    show.add_argument("--samples", type=int, help="test images to use (default: all 360)")
+    show = commands.add_parser("demo", help="what PCM noise and drift do to a CNN, and what wins it back")
+    show.add_argument("--backend", default="model",
+                      help="model (golden model, the default), sim (RTL under Verilator) or a serial port")
+    show.add_argument("--seeds", type=int, default=10, help="device seeds to average over (default 10)")
+    show.add_argument("--samples", type=int, help="test signals to use (default: all 1000)")
+    show.add_argument("--times", help="comma-separated subset of: 1 s,1 h,1 day,1 year (default: all)")
     show.add_argument("--clock-mhz", type=float, default=30.0,
                       help="board clock for the latency estimate (default 30, the ULX3S build)")
-    show.add_argument("--compensation", default="global",
-                      help="global (aihwkit's, the default), column or calibrated: compared with none")
     show.add_argument("--plot", default="memxbar-demo.png", help="PNG of accuracy vs time ('-': none)")
     show.add_argument("--json", action="store_true", help="print the results as JSON")
     show.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -14,6 +14,11 @@ buffers and data movement are left out, so the totals are lower bounds of a real
 - programming pulse (``write_pulses``): 10 pJ. Wong et al., "Phase Change Memory", Proc. IEEE
   98(12), 2010: pulse energies of scaled PCM cells span about 1-100 pJ.
 - verify read (``verify_reads``): one cell read plus one ADC conversion.
+
+:func:`energy_pj` prices a device's counters, which count the whole array on every MVM (the
+emulated array reads every cell); :func:`window_energy_pj` prices the events a layer's RUNs
+use, counted on the host from their windows (:attr:`memxbar.mapping.AnalogLinear.events`):
+the cells, ADCs and DACs of the block, as a chip that powers only those would spend.
 """
 
 CELL_READ_PJ = 1.83e-3
@@ -21,7 +26,7 @@ ADC_8BIT_PJ = 1.67
 DAC_BIT_PJ = 0.39
 WRITE_PULSE_PJ = 10.0
 
-__all__ = ["energy_pj"]
+__all__ = ["energy_pj", "window_energy_pj"]
 
 
 def energy_pj(counters, config):
@@ -33,6 +38,18 @@ def energy_pj(counters, config):
         "dac": counters["mvms"] * config.rows * DAC_BIT_PJ * (config.dac_bits - 1),
         "programming": counters["write_pulses"] * WRITE_PULSE_PJ
         + counters["verify_reads"] * (CELL_READ_PJ + adc),
+    }
+    parts["total"] = sum(parts.values())
+    return parts
+
+
+def window_energy_pj(events, config):
+    """Estimated energy in picojoules of a layer's windowed events (``macs``, ``adc_conversions``,
+    ``dac_conversions``), by kind, and their ``total``."""
+    parts = {
+        "cell_reads": events["macs"] * CELL_READ_PJ,
+        "adc": events["adc_conversions"] * ADC_8BIT_PJ * 2.0 ** (config.adc_bits - 8),
+        "dac": events["dac_conversions"] * DAC_BIT_PJ * (config.dac_bits - 1),
     }
     parts["total"] = sum(parts.values())
     return parts

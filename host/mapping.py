@@ -29,13 +29,17 @@ from .errors import StaleState
 from .protocol import Window
 from .validate import float_array
 
-__all__ = ["COMPENSATIONS", "AnalogLinear", "Block", "Mapping", "differential_levels", "scaled_mvm"]
+__all__ = ["COMPENSATIONS", "WINDOW_EVENTS", "AnalogLinear", "Block", "Mapping", "differential_levels",
+           "scaled_mvm"]
 
 # "global": aihwkit's GlobalDriftCompensation (one factor per matrix from the summed
 # magnitude of a reference read of all-ones); "column": the same ratio per output column over
 # several probe vectors; "calibrated": per-column gain and offset fitted by least squares to
 # reads of known probe vectors against the digital product with the programmed weights.
 COMPENSATIONS = (None, "global", "column", "calibrated")
+
+#: Events of a layer's RUNs counted on the host for the cells of their windows (AnalogLinear.events).
+WINDOW_EVENTS = ("mvms", "cycles", "macs", "adc_conversions", "dac_conversions")
 
 PROBES = 16  # reference vectors of the per-column compensation and the calibration
 
@@ -164,6 +168,9 @@ class Mapping:
         self.bound_retries = bound_retries
         self.layers = []
         self.time = 0.0
+        # (t, {tile: NoiseIndices before the call}) of each drift() since the last program(): the
+        # history that a saved state replays to reach the same conductances and compensations
+        self.drifts = []
         self._pages = []
         self._resident = {}  # tile index -> page programmed on it
         self._generation = {}  # tile index -> the tile's generation right after this mapping programmed it
@@ -230,6 +237,7 @@ class Mapping:
             raise ValueError("nothing to program: add a matrix with mapping.add(weight) first")
         self._resident.clear()
         self.time = 0.0
+        self.drifts = []
         for page in range(min(self.pages, self.device.info.tiles)):
             self._load(page)
         self._programmed = True
@@ -239,11 +247,17 @@ class Mapping:
     def drift(self, t):
         """All tiles to ``t`` seconds after programming; compensations are read again."""
         self._need_programmed()
+        before = self.indices()
         for page in list(self._resident.values()):
             self._tile_for(page).drift(t)
         self.time = float(t)
+        self.drifts.append((self.time, before))
         for layer in self.layers:
             layer._reference(baseline=False)
+
+    def indices(self):
+        """``{tile index: memxbar.NoiseIndices}`` of the tiles holding this mapping's pages now."""
+        return {index: self.device.tile(index).indices for index in sorted(self._resident)}
 
     def _load(self, page):
         tiles = self.device.info.tiles
@@ -309,6 +323,23 @@ class AnalogLinear:
         self._baseline = None
         self._factor = None
         self._gain_offset = None
+        self.events = dict.fromkeys(WINDOW_EVENTS, 0)
+
+    def set_weights(self, weight, bias=None):
+        """New float values of the same shapes; they reach the cells at the next :meth:`Mapping.program`.
+
+        The placement stays; each block's scale follows the new values.
+        """
+        w = float_array("weight", weight, ndim=2)
+        if w.shape != self.weight.shape:
+            raise ValueError(f"weight must keep its shape {self.weight.shape}, got {w.shape}")
+        b = None if bias is None else float_array("bias", bias, ndim=1)
+        if (b is None) != (self.bias is None) or (b is not None and b.shape != self.bias.shape):
+            raise ValueError(f"bias must keep its shape {None if self.bias is None else self.bias.shape}, "
+                             f"got {None if b is None else b.shape}")
+        self.weight, self.bias = w, b
+        self.scales = [differential_levels(w[block.weights], self._top)[2] for block in self.blocks]
+        self.mapping._programmed = False
 
     @property
     def compensation(self):
@@ -353,7 +384,21 @@ class AnalogLinear:
     def _run_block(self, block, scale, x, cfg):
         tile = self.mapping._tile_for(block.page)
         window = Window(block.row0, block.ins, block.col0, block.outs)
-        return scaled_mvm(lambda codes: tile._run(codes, window), x, scale, cfg, self.mapping.bound_retries)
+        def run(codes):
+            self._count(len(codes), block, cfg)
+            return tile._run(codes, window)
+
+        return scaled_mvm(run, x, scale, cfg, self.mapping.bound_retries)
+
+    def _count(self, mvms, block, cfg):
+        # what the window uses, counted on the host: the device's counters count the whole
+        # array per MVM (it reads every cell), which overstates a small block's cost
+        events = self.events
+        events["mvms"] += mvms
+        events["cycles"] += mvms * cfg.cycles_per_mvm
+        events["macs"] += mvms * block.ins * block.outs
+        events["adc_conversions"] += mvms * block.outs
+        events["dac_conversions"] += mvms * block.ins
 
     # -- compensation -----------------------------------------------------------------------------
 
