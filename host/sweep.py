@@ -73,13 +73,13 @@ def device_class(name):
 
 
 def local_cluster(workers=None, processes=True):
-    """A ``LocalCluster`` of ``workers`` (default: one per core), one thread each, no dashboard."""
+    """A ``LocalCluster`` of ``workers`` (default: one per core), one thread each, any free dashboard port."""
     distributed, _ = _distributed()
     workers = workers or os.cpu_count() or 1
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise ValueError(f"workers must be a positive integer, not {workers!r}")
     return distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes,
-                                    dashboard_address=None, silence_logs=logging.ERROR)
+                                    dashboard_address=":0", silence_logs=logging.ERROR)
 
 
 def bound_cluster(urls):
@@ -91,7 +91,7 @@ def bound_cluster(urls):
     workers = {f"device-{number}": {"cls": distributed.Nanny,
                                     "options": {**options, "env": {worker.DEVICE_ENV: url}}}
                for number, url in enumerate(urls)}
-    scheduler = {"cls": distributed.Scheduler, "options": {"dashboard_address": None}}
+    scheduler = {"cls": distributed.Scheduler, "options": {"dashboard_address": ":0"}}
     return distributed.SpecCluster(workers=workers, scheduler=scheduler, silence_logs=logging.ERROR)
 
 
