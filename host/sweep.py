@@ -181,6 +181,7 @@ def sweep(grid=None, *, network=None, model=None, data=None, evaluate=None, outp
         futures = {dask_client.submit(worker.run_task, spec, task, scattered, resources=resources,
                                       pure=False, key=f"memxbar-task-{task.index}-{time.time_ns()}"): task
                    for task in todo}
+        submitted = time.monotonic()
         bar = _progress(len(tasks), len(tasks) - len(todo), progress)
         last_write = time.monotonic()
         for future in distributed.as_completed(futures):
@@ -198,6 +199,7 @@ def sweep(grid=None, *, network=None, model=None, data=None, evaluate=None, outp
                 _result(rows_by_task, meta, started).write(output)
                 last_write = time.monotonic()
         bar.close()
+        meta["tasks_run"], meta["tasks_s"] = len(todo), round(time.monotonic() - submitted, 3)
         meta["workers"] = len(dask_client.scheduler_info()["workers"])
     result = _result(rows_by_task, meta, started)
     if output is not None:

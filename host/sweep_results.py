@@ -139,21 +139,27 @@ class SweepResult:
                              f"({', '.join(params) or 'none in this grid'})")
         names, groups = self.groups(metric)
         panels = [None] if axis == "time_s" else self.meta["grid"]["times"]
-        others = [name for name in swept if name != axis] + ["compensation"]
-        figure, grid = pyplot.subplots(1, len(panels), figsize=(3.4 * len(panels) + 1.2, 3.6), dpi=100,
-                                       sharey=True, squeeze=False)
+        others = [name for name in swept if name != axis]
+        # colour: the other swept parameters; line style: the compensation
+        colours, styles = {}, {name: style for name, style in zip(
+            self.meta["grid"]["compensation"], ("-", "--", ":", "-."), strict=False)}
+        size = (max(3.2 * len(panels) + 0.8, 8.0), 3.9)
+        figure, grid = pyplot.subplots(1, len(panels), figsize=size, dpi=90, sharey=True, squeeze=False)
         for panel, axes in zip(panels, grid[0], strict=True):
             lines = {}
             for key, values in groups.items():
                 coords = dict(zip(names, key, strict=True))
                 if panel is not None and coords["time_s"] != panel:
                     continue
-                label = ", ".join(f"{name}={_text(coords[name])}" if name != "compensation" else
-                                  f"comp. {coords[name]}" for name in others)
-                lines.setdefault(label, []).append((coords[axis], np.mean(values), np.std(values)))
-            for label, points in lines.items():
+                colour = ", ".join(f"{name}={_text(coords[name])}" for name in others)
+                lines.setdefault((colour, coords["compensation"]), []).append(
+                    (coords[axis], np.mean(values), np.std(values)))
+            for (colour, compensation), points in lines.items():
                 x, mean, std = (np.array(v, dtype=float) for v in zip(*points, strict=True))
-                axes.errorbar(x, mean, yerr=std, marker="o", capsize=3, label=label)
+                colours.setdefault(colour, f"C{len(colours) % 10}")
+                label = ", ".join(part for part in (colour, f"comp. {compensation}") if part)
+                axes.errorbar(x, mean, yerr=std, marker="o", markersize=4, capsize=3, color=colours[colour],
+                              linestyle=styles.get(compensation, "-"), label=label)
             reference = self.meta.get("float", {}).get(metric)
             if reference is not None:
                 axes.axhline(reference, color="black", linestyle="--", linewidth=1, label="float")
@@ -164,11 +170,12 @@ class SweepResult:
             axes.grid(alpha=0.3)
         grid[0][0].set_ylabel(metric)
         handles, labels = grid[0][-1].get_legend_handles_labels()
-        figure.legend(handles, labels, loc="center right", fontsize="x-small")
+        figure.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize="x-small")
         seeds = len(self.meta["grid"]["seeds"])
         figure.suptitle(f"{self.meta['network']} on {self.meta['device_model']}: mean +- std over "
                         f"{seeds} seeds", fontsize="medium")
-        figure.tight_layout(rect=(0, 0, 0.78 if len(panels) > 1 else 0.65, 1))
+        rows_of_legend = -(-len(labels) // 4)
+        figure.tight_layout(rect=(0, 0.05 + 0.05 * rows_of_legend, 1, 1))
         figure.savefig(path)
         pyplot.close(figure)
 
