@@ -1,5 +1,6 @@
 """`memxbar sweep`: Dask runs a grid's tasks; the table depends on the grid, not on the workers."""
 
+import importlib
 import json
 import sys
 
@@ -73,7 +74,7 @@ def test_a_point_is_the_number_of_its_own_programming_on_a_fresh_device(threads)
 
 
 def test_rows_carry_counters_costs_and_keys(threads):
-    result = sweep(TINY, client=threads, **QUIET)
+    result = memxbar.sweep(TINY, client=threads, **QUIET)  # the package's own name for it
     row = result.rows[0]
     assert row["mvms"] >= 2 * 40 and row["macs"] > 0 and row["energy_pj_per_inference"] > 0
     assert row["latency_us_per_inference"] == pytest.approx(row["cycles"] / 40 / 30.0)
@@ -241,7 +242,7 @@ def test_cli_yaml_grid_writes_csv_json_and_plot(tmp_path, capsys):
     (["--scheduler", "tcp://127.0.0.1:9"], "cannot reach the Dask scheduler at 'tcp://127.0.0.1:9'"),
 ])
 def test_cli_bad_input_is_one_line(args, message, capsys, tmp_path, monkeypatch):
-    monkeypatch.setattr("memxbar.sweep.CONNECT_TIMEOUT_S", 1)
+    monkeypatch.setattr(importlib.import_module("memxbar.sweep"), "CONNECT_TIMEOUT_S", 1)
     assert main(["sweep", "--seeds", "1", "--samples", "10", "--quiet", "--out", str(tmp_path / "x"),
                  *args]) == 2
     err = capsys.readouterr().err
@@ -259,3 +260,13 @@ def test_a_network_is_pluggable_by_object(threads):
     result = sweep({**TINY, "samples": 20, "seeds": 1, "params": {"read_noise": 0.05}}, network=net,
                    client=threads, **QUIET)
     assert {row["network"] for row in result.rows} == {"tiny"} and not result.failed
+
+
+@pytest.mark.verilator
+def test_two_simulated_devices_as_bound_workers_give_the_models_table():
+    grid = {**TINY, "params": {"read_noise": 0.2, "nu": 0.05}, "seeds": 2, "times": ["1 day"],
+            "compensation": ["global"], "samples": 8}
+    on_rtl = sweep(grid, devices=["sim://", "sim://"], **QUIET)
+    on_model = sweep(grid, workers=1, **QUIET)
+    assert not on_rtl.failed and {row["backend"] for row in on_rtl.rows} == {"sim://"}
+    assert on_rtl.table() == on_model.table()
