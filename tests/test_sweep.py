@@ -97,7 +97,8 @@ def test_resume_skips_the_points_already_written(threads, tmp_path):
     said.clear()
     sweep({**TINY, "seeds": 3, "times": [1, "1 h"]}, client=threads, output=out, progress=False,
           say=said.append)
-    assert said == []  # another schedule (grid hash): nothing resumes
+    assert said == [f"24 earlier row(s) of {out} are not reused (failed, or another grid hash, build or "
+                    f"memxbar version) and are replaced"]  # another schedule: nothing resumes
     said.clear()
     sweep({**TINY, "seeds": 3, "times": [1, "1 h"]}, client=threads, output=out, resume=False, progress=False,
           say=said.append)
