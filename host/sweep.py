@@ -191,8 +191,8 @@ def sweep(grid=None, *, network=None, model=None, data=None, evaluate=None, outp
             say(f"resuming: {len(rows_by_task)} of {len(tasks)} tasks already in {output}")
         stale = len(previous) - sum(len(rows) for rows in rows_by_task.values())
         if stale:
-            say(f"{stale} earlier row(s) of {output} are not reused (failed, or another grid hash, build or "
-                f"memxbar version) and are replaced")
+            say(f"{stale} earlier row(s) of {output} are not reused (failed, in an unfinished task, or of "
+                f"another grid hash, build or memxbar version) and are replaced")
         todo = [task for task in tasks if task.index not in rows_by_task]
         # the float model and the data go to every worker once; each task names the future
         [scattered] = dask_client.scatter([payload], broadcast=True)

@@ -96,9 +96,9 @@ def test_resume_skips_the_points_already_written(threads, tmp_path):
     assert (tmp_path / "grid.csv").read_text().count("\n") == 1 + len(grown.rows)
     said.clear()
     sweep({**TINY, "seeds": 3, "times": [1, "1 h"]}, client=threads, output=out, progress=False,
-          say=said.append)
-    assert said == [f"24 earlier row(s) of {out} are not reused (failed, or another grid hash, build or "
-                    f"memxbar version) and are replaced"]  # another schedule: nothing resumes
+          say=said.append)  # another schedule: nothing resumes
+    assert said == [f"24 earlier row(s) of {out} are not reused (failed, in an unfinished task, or of "
+                    f"another grid hash, build or memxbar version) and are replaced"]
     said.clear()
     sweep({**TINY, "seeds": 3, "times": [1, "1 h"]}, client=threads, output=out, resume=False, progress=False,
           say=said.append)
