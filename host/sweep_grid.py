@@ -163,8 +163,8 @@ class Grid:
         self.seeds = list(seeds)
         times = self.times if isinstance(self.times, (list, tuple)) else [self.times]
         self.times = [parse_time(t) for t in times]
-        if not self.times:
-            raise ValueError("times must list at least one drift time")
+        if not self.times or len(set(self.times)) != len(self.times):
+            raise ValueError(f"times must list distinct drift times, not {times!r}")
         comps = self.compensation if isinstance(self.compensation, (list, tuple)) else [self.compensation]
         self.compensation = ["none" if _compensation(c) is None else c for c in comps]
         if not self.compensation or len(set(self.compensation)) != len(self.compensation):
