@@ -275,3 +275,17 @@ def test_two_simulated_devices_as_bound_workers_give_the_models_table():
     # the RTL's rows also count link and clock events (frames_ok, clock, ...), which model:// has not
     assert [{k: row[k] for k in model_row} for row, model_row in zip(on_rtl.table(), on_model.table(),
                                                                      strict=True)] == on_model.table()
+
+
+def test_cli_on_an_existing_scheduler(processes, tmp_path, capsys):
+    """`memxbar sweep GRID --scheduler tcp://...`: the same command, on a cluster it did not start."""
+    grid = tmp_path / "grid.json"
+    grid.write_text(json.dumps({**TINY, "seeds": 2}))
+    address = processes.scheduler.address
+    assert address.startswith("tcp://")
+    assert main(["sweep", str(grid), "--scheduler", address, "--out", str(tmp_path / "run"), "--quiet",
+                 "--plot", "-"]) == 0
+    assert "on 2 worker(s)" in capsys.readouterr().out
+    rows = json.loads((tmp_path / "run.json").read_text())["rows"]
+    local = sweep({**TINY, "seeds": 2}, workers=1, **QUIET)
+    assert [{k: v for k, v in row.items() if k not in PLACEMENT} for row in rows] == local.table()
