@@ -22,6 +22,7 @@ from .errors import (
 )
 from .mapping import AnalogLinear, Mapping
 from .protocol import TileConfig
+from .sweep import sweep  # the function; the module stays importable as memxbar.sweep's sys.modules entry
 
 try:
     __version__ = version("memxbar")
@@ -31,4 +32,4 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 __all__ = ["PCM", "RRAM", "AnalogLinear", "Device", "DeviceClosed", "DeviceError", "DeviceInfo",
            "DeviceModel", "Ideal", "LinkError", "Mapping", "MemxbarError", "NoiseIndices", "StaleDevice",
            "StaleState", "Tile", "TileConfig",
-           "Unsupported", "UnsupportedURL", "VersionMismatch", "__version__", "open"]
+           "Unsupported", "UnsupportedURL", "VersionMismatch", "__version__", "open", "sweep"]

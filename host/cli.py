@@ -7,6 +7,7 @@ from importlib.metadata import entry_points
 
 from . import __version__
 from .errors import MemxbarError
+from .sweep_cli import add_arguments as add_sweep_arguments
 
 __all__ = ["main"]
 
@@ -96,6 +97,8 @@ def _parser():
     show.add_argument("--json", action="store_true", help="print the results as JSON")
     show.add_argument("--quiet", action="store_true", help="no progress bar")
     show.set_defaults(run=_demo)
+    add_sweep_arguments(commands.add_parser("sweep", help="a grid of seeds, device models, times and "
+                                      "compensations on Dask (memxbar[sweep])"))
     for entry in entry_points(group="memxbar.commands"):  # e.g. `memxbar sim`, from memxbar.sim
         entry.load()(commands)
     return parser
