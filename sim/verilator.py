@@ -152,32 +152,48 @@ def _build_for_cocotb(toplevel, text, build_dir, stamp):
     stamp.write_text(build_dir.name)
 
 
-def build_standalone(component, toplevel, harness, cache=None):
+#: Verilator and C++ options of the standalone (no cocotb) builds, chosen by measurement on the
+#: 64x64 device top (README, "Link benchmarks"): Verilator's own -O3, X values resolved the
+#: cheap way (our RTL resets every register it reads), and verilated.mk's -Os for the
+#: per-cycle code replaced by -O3.
+SPEED_FLAGS = ("-O3", "--x-assign", "fast", "--x-initial", "fast")
+SPEED_MAKE = ("OPT_FAST=-O3",)
+
+
+def build_standalone(component, toplevel, harness, cache=None, *, defines=(), trace=False):
     """Compile ``component`` with a C++ ``harness`` (its ``main``) into a plain executable.
 
-    No cocotb, no VPI: what Verilator itself delivers. Returns the executable's path.
+    No cocotb, no VPI: what Verilator itself delivers. ``defines`` are preprocessor symbols
+    for the harness (``NAME`` or ``NAME=VALUE``); ``trace`` builds with ``--trace-fst`` (the
+    harness then writes waves when asked), cached apart from the untraced build, which stays
+    as fast as before. Returns the executable's path.
     """
     prepare_environment()
-    text = verilog.convert(component, name=toplevel, emit_src=False)
+    # src attributes in a traced build let a wave viewer point back to the Amaranth source
+    text = verilog.convert(component, name=toplevel, emit_src=trace)
     harness_text = Path(harness).read_text()
-    build_dir = _cached_build_dir(toplevel, text, harness_text, cache)
+    flags = [*SPEED_FLAGS, *(["--trace-fst", "--trace-structs"] if trace else [])]
+    cflags = [f"-D{name}" for name in defines]
+    build_dir = _cached_build_dir(toplevel, text, [harness_text, flags, cflags, SPEED_MAKE], cache)
     executable = build_dir / "Vtop"
     with _locked(build_dir):
         if not executable.exists():
-            _build_executable(toplevel, text, harness_text, build_dir)
+            _build_executable(toplevel, text, harness_text, build_dir, flags, cflags)
     return executable
 
 
-def _build_executable(toplevel, text, harness_text, build_dir):
+def _build_executable(toplevel, text, harness_text, build_dir, flags, cflags):
     build_dir.mkdir(parents=True, exist_ok=True)
     (build_dir / f"{toplevel}.v").write_text(text)
     (build_dir / "harness.cpp").write_text(harness_text)
     log = build_dir / "build.log"
+    cflag_args = [arg for flag in cflags for arg in ("-CFLAGS", flag)]
+    make_args = [arg for flag in SPEED_MAKE for arg in ("-MAKEFLAGS", flag)]
     with log.open("w") as output:
         result = subprocess.run(
-            ["verilator", "--cc", "--exe", "--build", "-j", "2", "-O3", "-Wall", *LINT_WAIVERS,
-             "--top-module", toplevel, "--prefix", "Vtop", "-o", "Vtop", "-Mdir", ".",
-             f"{toplevel}.v", "harness.cpp"],
+            ["verilator", "--cc", "--exe", "--build", "-j", "2", *flags, "-Wall", *LINT_WAIVERS,
+             *cflag_args, *make_args, "--top-module", toplevel, "--prefix", "Vtop", "-o", "Vtop",
+             "-Mdir", ".", f"{toplevel}.v", "harness.cpp"],
             cwd=build_dir, stdout=output, stderr=subprocess.STDOUT, check=False)
     if result.returncode:
         raise RuntimeError(f"Verilator build failed, see {log}")
