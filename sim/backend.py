@@ -15,6 +15,7 @@ from memxbar.backends import url_config
 from memxbar.backends.serial import SerialBackend
 
 from .device import DEFAULT_DIVISOR, DEFAULT_MAX_PAYLOAD, SimulatedDevice
+from .port import SimulatorPort
 
 __all__ = ["SimBackend", "split_sim_url"]
 
@@ -46,8 +47,9 @@ class SimBackend(SerialBackend):
         config, link, words = split_sim_url(url)
         self.simulator = SimulatedDevice(config, **link, **words)
         try:
+            port = SimulatorPort(self.simulator.url, timeout=timeout, write_timeout=timeout)
             super().__init__(self.simulator.url, timeout=timeout, retries=retries,
-                             expect_build_id=config.build_id)
+                             expect_build_id=config.build_id, port=port)
         except BaseException:
             self.simulator.close()
             raise
