@@ -186,9 +186,14 @@ def _cpu_seconds(pid):
 
 @pytest.mark.parametrize("top", ["bytes", "pins"])
 def test_an_idle_simulator_sleeps_and_wakes_for_the_next_request(top):
-    """Idle (no frame, engine and tile done, reply out) it waits in poll(), not on a core."""
+    """Idle (no frame, engine and tile done, reply out) it waits in poll(), not on a core.
+
+    Also after a client opened and closed the pty (the old harness then spun on POLLHUP)."""
     with memxbar.open(f"sim://?{SMALL}&top={top}") as dev:
         pid = dev._backend.simulator._process.pid
+        with serial.Serial(dev._backend.simulator.pty, timeout=5) as port:
+            port.write(b"\x00" + encode_frame(Command.HELLO, 9))
+            assert decode_frame(port.read_until(b"\x00")[:-1])[0]["seq"] == 9
         dev.tile(0).program_levels(np.ones((7, 10), int), np.zeros((7, 10), int))
         before, started = _cpu_seconds(pid), time.monotonic()
         time.sleep(2.0)
