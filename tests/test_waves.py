@@ -16,8 +16,9 @@ def _signals(path):
     return {var.full_name: var.signal for var in waves.all_vars()}
 
 
-def _values(signal, end, step=5):
-    return {value for t in range(0, end, step) if (value := signal.value_at(t)) is not None}
+def _values(signal):
+    """Every value ``signal`` took in the trace (a pywellen signal indexes its (time, value) changes)."""
+    return {signal[i][1] for i in range(len(signal))}
 
 
 @pytest.mark.parametrize("top", ["bytes", "pins"])
@@ -34,10 +35,9 @@ def test_sim_url_writes_a_trace_of_hello_and_run_with_amaranth_names(tmp_path, t
     for name in ("receiver.frame_valid", "engine.fsm_state", "transmitter.fsm_state", "tile.x__valid",
                  "tile.y__payload", "idle"):
         assert f"{device}.{name}" in signals, f"{device}.{name} missing from the trace"
-    end = 2_000_000
-    assert _values(signals[f"{device}.receiver.frame_valid"], end) == {0, 1}
-    assert len(_values(signals[f"{device}.engine.fsm_state"], end)) >= 5  # HELLO, WRITE, RUN went through
-    assert 1 in _values(signals[f"{device}.tile.y__valid"], end)  # the tile produced outputs
+    assert _values(signals[f"{device}.receiver.frame_valid"]) == {0, 1}
+    assert len(_values(signals[f"{device}.engine.fsm_state"])) >= 5  # HELLO, WRITE, RUN went through
+    assert 1 in _values(signals[f"{device}.tile.y__valid"])  # the tile produced outputs
 
 
 def test_waves_env_makes_cocotb_runs_write_fst(tmp_path, monkeypatch):
@@ -54,4 +54,4 @@ def test_waves_env_makes_cocotb_runs_write_fst(tmp_path, monkeypatch):
     signals = _signals(build.last_waves)
     assert {"memxbar_uart.receiver.rx", "memxbar_uart.transmitter.tx", "memxbar_uart.receiver.fsm_state",
             "memxbar_uart.rx_bytes__valid"} <= set(signals)
-    assert _values(signals["memxbar_uart.rx_bytes__valid"], 10_000_000, 50) == {0, 1}
+    assert _values(signals["memxbar_uart.rx_bytes__valid"]) == {0, 1}
