@@ -85,8 +85,9 @@ class Board:
 
     @property
     def sim_url(self):
-        """``sim://`` of this board's exact top: same tile, UART divisor and frame buffers."""
-        return f"sim://?{url_query(self.config)}&divisor={self.divisor}&max_payload={self.max_payload}"
+        """``sim://`` of this board's exact top: same tile, UART pins, divisor and frame buffers."""
+        return (f"sim://?{url_query(self.config)}&divisor={self.divisor}&max_payload={self.max_payload}"
+                "&top=pins")
 
     def with_clock(self, clock_hz):
         """This board at another design clock (a PLL makes it; the baud rate stays)."""

@@ -6,6 +6,7 @@ measurement, not a test: nothing here passes or fails on time.
 
 import argparse
 import json
+import os
 import subprocess
 import tempfile
 import time
@@ -131,14 +132,72 @@ def rtl_free_running(config, cycles):
     return int(done) / float(seconds), int(done) / mvms
 
 
-def link_figures(clock_hz=12e6, divisor=4, batches=(1, 8, 64, 256)):
-    """RUN over sim:// at 3 Mbaud (12 MHz / 4): wire efficiency, line use, MVMs/s, round trip."""
+def sim_speed(top, noise, batch=256, seconds=3.0):
+    """Wall-clock speed of ``sim://?top=TOP`` on a 64x64, 8-lane tile streaming RUNs of ``batch``.
+
+    ``noise``: ``None`` (ideal levels) or ``"per_read"`` (PCM, fresh read noise on every MVM).
+    Returns MVMs/s, simulated cycles/s of the whole top (the device's clock counter over the
+    wall time of the RUNs) and one HELLO round trip in seconds.
+    """
     rng = np.random.default_rng(0)
-    rows = []
-    with memxbar.open(f"sim://?rows=64&cols=64&lanes=8&divisor={divisor}") as dev:
+    with memxbar.open(f"sim://?rows=64&cols=64&lanes=8&top={top}") as dev:
         backend, tile = dev._backend, dev.tile(0)
         cfg = tile.config
-        tile.program_levels(*rng.integers(0, cfg.g_max + 1, (2, cfg.cols, cfg.rows)))
+        if noise is None:
+            tile.program_levels(*rng.integers(0, cfg.g_max + 1, (2, cfg.cols, cfg.rows)))
+        else:
+            tile.configure(memxbar.PCM(), seed=1, read_noise=noise)
+            tile.program(rng.normal(size=(cfg.cols, cfg.rows)))
+        started = time.perf_counter()
+        for _ in range(20):
+            backend.link.transact(Command.HELLO)
+        round_trip = (time.perf_counter() - started) / 20
+        x = rng.integers(-cfg.x_max, cfg.x_max + 1, (batch, cfg.rows))
+        pid = backend.simulator._process.pid
+        mvms = cycles = wall = cpu = 0
+        while wall < seconds:
+            before, cpu_before = backend.counters()["clock"], _cpu_seconds(pid)
+            started = time.perf_counter()
+            tile.run_codes(x)
+            wall += time.perf_counter() - started
+            cpu += _cpu_seconds(pid) - cpu_before
+            cycles += backend.counters()["clock"] - before
+            mvms += batch
+    return {"mvms_per_s": mvms / wall, "cycles_per_s": cycles / wall, "cycles_per_cpu_s": cycles / cpu,
+            "round_trip": round_trip}
+
+
+def _cpu_seconds(pid):
+    """CPU time (user + system) of process ``pid`` so far, from Linux's /proc."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def demo_wall_time(backend, seeds=1):
+    """Seconds of ``memxbar demo --backend BACKEND --seeds 1`` (the RTL demo), progress off."""
+    from memxbar.demo import demo
+
+    started = time.perf_counter()
+    demo(backend, seeds=seeds, progress=False, say=lambda *_: None)
+    return time.perf_counter() - started
+
+
+def link_figures(clock_hz=12e6, divisor=4, batches=(1, 8, 64, 256), noisy=False):
+    """RUN over sim://?top=pins at 3 Mbaud (12 MHz / 4): wire efficiency, line use, MVMs/s, round trip.
+
+    ``noisy``: a PCM tile with per-read noise, whose RUNs pipeline as well (protocol 5).
+    """
+    rng = np.random.default_rng(0)
+    rows = []
+    with memxbar.open(f"sim://?rows=64&cols=64&lanes=8&divisor={divisor}&top=pins") as dev:
+        backend, tile = dev._backend, dev.tile(0)
+        cfg = tile.config
+        if noisy:
+            tile.configure(memxbar.PCM(), seed=1, read_noise="per_read")
+            tile.program(rng.normal(size=(cfg.cols, cfg.rows)))
+        else:
+            tile.program_levels(*rng.integers(0, cfg.g_max + 1, (2, cfg.cols, cfg.rows)))
         link = backend.link
         started = time.perf_counter()
         for _ in range(20):
@@ -164,6 +223,27 @@ def link_figures(clock_hz=12e6, divisor=4, batches=(1, 8, 64, 256)):
     return round_trip, rows
 
 
+def sim_figures(with_demo):
+    """sim:// with the byte-level top against the pin-level one, measured in the same run."""
+    reference = model_mvms_per_second(1000, seconds=0.5)
+    print(f"\nsim://, 64x64 tile with 8 lanes, RUN batches of 256 (model:// batch 1000 in this run: "
+          f"{reference:,.0f} MVMs/s)")
+    print(f"  {'top':<7}{'noise':<10}{'MVMs/s':>10}{'cycles/s':>13}{'cycles/CPU s':>14}"
+          f"{'HELLO round trip':>18}")
+    figures = {}
+    for noise in (None, "per_read"):
+        for top in ("pins", "bytes"):
+            r = figures[top, noise] = sim_speed(top, noise)
+            print(f"  {top:<7}{noise or 'ideal':<10}{r['mvms_per_s']:>10,.0f}{r['cycles_per_s']:>13,.0f}"
+                  f"{r['cycles_per_cpu_s']:>14,.0f}{r['round_trip'] * 1e3:>15.2f} ms")
+        gain = figures["bytes", noise]["mvms_per_s"] / figures["pins", noise]["mvms_per_s"]
+        print(f"  bytes / pins: {gain:.1f}x")
+    if with_demo:
+        times = {url: demo_wall_time(url) for url in ("model://", "sim://?top=pins", "sim://")}
+        shown = ", ".join(f"{url} {t:.0f} s" for url, t in times.items())
+        print(f"  memxbar demo --seeds 1 wall time: {shown}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=64, help="vectors streamed per RTL config")
@@ -171,7 +251,13 @@ def main(argv=None):
     parser.add_argument("--model-only", action="store_true",
                         help="only the model:// figures (no Verilator needed)")
     parser.add_argument("--seconds", type=float, default=2.0, help="time spent on each model figure")
+    parser.add_argument("--sim-only", action="store_true",
+                        help="only the sim:// figures (both tops, the demo on each backend)")
+    parser.add_argument("--demo", action="store_true", help="also time `memxbar demo` on sim:// and model://")
     args = parser.parse_args(argv)
+    if args.sim_only:
+        sim_figures(args.demo)
+        return
 
     model_figures(args.seconds)
     if args.model_only:
@@ -196,15 +282,19 @@ def main(argv=None):
         rate, per_mvm = rtl_free_running(config, args.cycles)
         print(f"  {name:<16}{rate:>14,.0f}{per_mvm:>12.1f}")
 
-    round_trip, rows = link_figures()
-    print("\nLink: 64x64 tile behind the UART pins at 3 Mbaud (12 MHz, 4 cycles/bit), sim://")
-    print(f"  sim:// HELLO round trip: {round_trip * 1e3:.1f} ms wall clock")
-    print(f"  {'batch':>6}{'payload/wire in':>17}{'out':>7}{'line use in':>13}{'out':>7}"
-          f"{'MVMs/s @12MHz':>15}{'sim MVMs/s':>12}")
-    for r in rows:
-        print(f"  {r['batch']:>6}{r['efficiency_in']:>17.3f}{r['efficiency_out']:>7.3f}"
-              f"{r['line_in']:>13.2f}{r['line_out']:>7.2f}{r['device_mvms_per_s']:>15,.0f}"
-              f"{r['sim_mvms_per_s']:>12,.0f}")
+    sim_figures(args.demo)
+
+    for noisy in (False, True):
+        round_trip, rows = link_figures(noisy=noisy)
+        print("\nLink: 64x64 tile behind the UART pins at 3 Mbaud (12 MHz, 4 cycles/bit), sim://"
+              + (", PCM with per-read noise" if noisy else ""))
+        print(f"  sim:// HELLO round trip: {round_trip * 1e3:.1f} ms wall clock")
+        print(f"  {'batch':>6}{'payload/wire in':>17}{'out':>7}{'line use in':>13}{'out':>7}"
+              f"{'MVMs/s @12MHz':>15}{'sim MVMs/s':>12}")
+        for r in rows:
+            print(f"  {r['batch']:>6}{r['efficiency_in']:>17.3f}{r['efficiency_out']:>7.3f}"
+                  f"{r['line_in']:>13.2f}{r['line_out']:>7.2f}{r['device_mvms_per_s']:>15,.0f}"
+                  f"{r['sim_mvms_per_s']:>12,.0f}")
 
     print("\ncycles/MVM: measured interval between completed vectors; formula: "
           "TileConfig.cycles_per_mvm;\nideal: ceil(rows*cols/lanes); latency: cycles from the "

@@ -3,6 +3,11 @@
 Any serial client can open it: ``socket://127.0.0.1:PORT`` for pyserial, or the pty path
 for ``python -m serial.tools.miniterm``. The Verilator build is cached on disk by a hash
 of the configuration, so only the first start compiles.
+
+Two tops (:mod:`memxbar.hdl.top`): ``"bytes"`` (the default) hands the link's bytes straight
+to the frame receiver and takes the transmitter's, ``"pins"`` runs the UART too, bit by bit
+at ``divisor`` cycles per bit, as a board does. Both give the same bits; ``"bytes"`` spends no
+simulated cycles on the wire.
 """
 
 import os
@@ -11,16 +16,40 @@ import subprocess
 import time
 from pathlib import Path
 
-from memxbar.hdl.top import Top
+from amaranth import ClockDomain, ClockSignal, Elaboratable, Module
+
+from memxbar.hdl.top import ByteTop, Top
 from memxbar.protocol import TileConfig
 
 from . import verilator
 
-__all__ = ["DEFAULT_DIVISOR", "DEFAULT_MAX_PAYLOAD", "SimulatedDevice"]
+__all__ = ["DEFAULT_DIVISOR", "DEFAULT_MAX_PAYLOAD", "TOPS", "SimulatedDevice"]
 
 #: Clock cycles per UART bit in simulation: the fastest the gateware UART is verified at.
 DEFAULT_DIVISOR = 4
 DEFAULT_MAX_PAYLOAD = 1024
+#: the tops a simulated device can run, the default first
+TOPS = ("bytes", "pins")
+
+
+class _WithoutReset(Elaboratable):
+    """``device`` in a clock domain without a reset input, for simulation.
+
+    Every register starts at its reset value (Verilog initial values), which is what the
+    reset would give; a ``rst`` port, however, feeds every register's next-state logic, and
+    Verilator re-evaluates all logic fed by a port on every ``eval()``: measured on the 64x64
+    device, that was a third of the simulation's time.
+    """
+
+    def __init__(self, device):
+        self.device = device
+        self.ports = [ClockSignal("sync"), *(signal for _, _, signal in device.signature.flatten(device))]
+
+    def elaborate(self, platform):
+        m = Module()
+        m.domains.sync = ClockDomain("sync", reset_less=True)
+        m.submodules.device = self.device
+        return m
 
 
 class SimulatedDevice:
@@ -30,20 +59,40 @@ class SimulatedDevice:
     ----------
     config : TileConfig
     divisor : int
-        Clock cycles per UART bit.
+        Clock cycles per UART bit (the ``"pins"`` top only).
     max_payload : int
     port : int
         TCP port on 127.0.0.1; 0 picks a free one.
+    top : str
+        ``"bytes"`` (default) or ``"pins"``.
+    waves : str or os.PathLike, optional
+        Write an FST trace of every signal here (a separate, slower build, cached too). The
+        file is complete once the device is closed.
     """
 
-    def __init__(self, config=None, divisor=DEFAULT_DIVISOR, max_payload=DEFAULT_MAX_PAYLOAD, port=0):
+    def __init__(self, config=None, divisor=DEFAULT_DIVISOR, max_payload=DEFAULT_MAX_PAYLOAD, port=0,
+                 top="bytes", waves=None):
         self.config = config or TileConfig()
+        if top not in TOPS:
+            raise ValueError(f"top must be one of {', '.join(map(repr, TOPS))}, not {top!r}")
+        self.top = top
+        self.waves = None if waves is None else Path(waves).resolve()
+        if self.waves is not None and self.waves.suffix != ".fst":
+            raise ValueError(f"waves are written as FST: give a file name ending in .fst, not {str(waves)!r}")
         harness = Path(__file__).with_name("serve.cpp")
-        executable = verilator.build_standalone(Top(self.config, divisor, max_payload), "memxbar_top",
-                                                harness)
+        if top == "bytes":
+            component, defines = ByteTop(self.config, max_payload), ["MEMXBAR_BYTE_TOP"]
+        else:
+            component, defines = Top(self.config, divisor, max_payload), []
+        component = _WithoutReset(component)
+        executable = verilator.build_standalone(component, f"memxbar_{top}_top", harness, defines=defines,
+                                                trace=self.waves is not None, ports=component.ports)
+        command = [executable, str(divisor), str(port)]
+        if self.waves is not None:
+            self.waves.parent.mkdir(parents=True, exist_ok=True)
+            command.append(str(self.waves))
         # stdin is a pipe we never write: the simulator exits when this process goes away
-        self._process = subprocess.Popen([executable, str(divisor), str(port)], stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE)
+        self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         announced = self._read_announcement()
         self.tcp_port = int(announced["tcp"])
         self.pty = announced.get("pty")

@@ -22,7 +22,17 @@ from amaranth.back import verilog
 
 from memxbar.cache import cache_root
 
-__all__ = ["ToolMissing", "VerilatorBuild", "build", "build_standalone", "cache_root", "prepare_environment"]
+__all__ = [
+    "ToolMissing",
+    "VerilatorBuild",
+    "build",
+    "build_standalone",
+    "cache_root",
+    "check_fst_support",
+    "prepare_environment",
+    "waves_folder",
+    "waves_requested",
+]
 
 # Amaranth's Verilog is width-correct by construction but relies on implicit extension and
 # truncation that Verilator lints; we silence exactly those warnings, nothing wider.
@@ -58,6 +68,15 @@ def prepare_environment():
         os.environ["MAKEFLAGS"] = f"{makeflags} CFG_CXXFLAGS_PCH_I=-include".strip()
 
 
+def check_fst_support():
+    """Verilator's FST writer compiles against LZ4 and zlib: say what to install if they are missing."""
+    probe = subprocess.run(["g++", "-E", "-x", "c++", "-"], input="#include <lz4.h>\n#include <zlib.h>\n",
+                           capture_output=True, text=True, check=False)
+    if probe.returncode:
+        raise ToolMissing("FST waves need the LZ4 and zlib headers: install them, e.g. "
+                          "`apt-get install liblz4-dev zlib1g-dev`")
+
+
 def _pch_flag_missing(root):
     makefile = (root / "include" / "verilated.mk").read_text()
     return re.search(r"^CFG_CXXFLAGS_PCH_I\s*=\s*$", makefile, re.MULTILINE) is not None
@@ -76,12 +95,29 @@ def _versions():
     return {name: metadata.version(name) for name in ("amaranth", "cocotb", "verilator")}
 
 
-class VerilatorBuild:
-    """A compiled, cached Verilator model of one component, ready for cocotb tests."""
+def waves_requested():
+    """cocotb's convention: ``WAVES=1`` in the environment asks every run for a trace."""
+    return os.environ.get("WAVES", "0").strip().lower() in ("1", "yes", "true", "on")
 
-    def __init__(self, toplevel, build_dir):
+
+def waves_folder():
+    """Where traced cocotb runs write their FST files: ``MEMXBAR_WAVES_DIR``, else ``./waves``."""
+    return Path(os.environ.get("MEMXBAR_WAVES_DIR", "waves")).resolve()
+
+
+class VerilatorBuild:
+    """A compiled, cached Verilator model of one component, ready for cocotb tests.
+
+    ``traced`` builds (``--trace-fst``) write ``FOLDER/<test module>-<build>[-<testcase>].fst``
+    on every run (``<build>`` is the cached build's folder name, toplevel and hash), FOLDER
+    being :func:`waves_folder`; ``last_waves`` is the latest file written.
+    """
+
+    def __init__(self, toplevel, build_dir, traced=False):
         self.toplevel = toplevel
         self.build_dir = Path(build_dir)
+        self.traced = traced
+        self.last_waves = None
 
     def run(self, test_module, extra_env=None, testcase=None, log_file=None):
         """Run the cocotb tests of ``test_module``; raise ``AssertionError`` naming failures."""
@@ -89,11 +125,18 @@ class VerilatorBuild:
 
         prepare_environment()
         runner = _quiet_runner()
+        test_args = []
+        if self.traced:
+            parts = [test_module.rpartition(".")[2], self.build_dir.name, *([testcase] if testcase else [])]
+            name = "-".join(parts)
+            self.last_waves = waves_folder() / f"{name}.fst"
+            self.last_waves.parent.mkdir(parents=True, exist_ok=True)
+            test_args = ["--trace-file", str(self.last_waves)]
         # results go to a folder of this run's own: runs of one cached model may be concurrent
         with tempfile.TemporaryDirectory(prefix="memxbar-cocotb-") as test_dir:
             results = runner.test(
                 test_module=test_module, hdl_toplevel=self.toplevel, hdl_toplevel_lang="verilog",
-                build_dir=self.build_dir,
+                build_dir=self.build_dir, waves=self.traced, test_args=test_args,
                 test_dir=test_dir, extra_env=dict(extra_env or {}), testcase=testcase,
                 log_file=log_file,
             )
@@ -121,63 +164,87 @@ def _cached_build_dir(toplevel, text, extra, cache):
     return (cache or cache_root() / "verilator") / f"{toplevel}-{key}"
 
 
-def build(component, toplevel, cache=None):
+def build(component, toplevel, cache=None, waves=None):
     """Export ``component`` to Verilog and compile it with Verilator for cocotb, unless cached.
 
     The cache key hashes the Verilog text and the tool versions, so any change of the
-    gateware or the configuration builds afresh and nothing else does.
+    gateware or the configuration builds afresh and nothing else does. ``waves`` (default:
+    :func:`waves_requested`, i.e. ``WAVES=1``) makes a ``--trace-fst`` build, cached apart.
     """
     prepare_environment()
-    text = verilog.convert(component, name=toplevel, emit_src=False)
-    build_dir = _cached_build_dir(toplevel, text, "cocotb", cache)
+    traced = waves_requested() if waves is None else bool(waves)
+    if traced:
+        check_fst_support()
+    text = verilog.convert(component, name=toplevel, emit_src=traced)
+    build_dir = _cached_build_dir(toplevel, text, "cocotb-fst" if traced else "cocotb", cache)
     stamp = build_dir / "built.ok"
     with _locked(build_dir):
         if not stamp.exists():
-            _build_for_cocotb(toplevel, text, build_dir, stamp)
-    return VerilatorBuild(toplevel, build_dir)
+            _build_for_cocotb(toplevel, text, build_dir, stamp, traced)
+    return VerilatorBuild(toplevel, build_dir, traced)
 
 
-def _build_for_cocotb(toplevel, text, build_dir, stamp):
+def _build_for_cocotb(toplevel, text, build_dir, stamp, traced):
     build_dir.mkdir(parents=True, exist_ok=True)
     source = build_dir / f"{toplevel}.v"
     source.write_text(text)
     runner = _quiet_runner()
+    trace_args = ["--trace-fst", "--trace-structs"] if traced else []
     try:
         runner.build(
-            sources=[source], hdl_toplevel=toplevel, build_dir=build_dir,
-            build_args=["-Wall", *LINT_WAIVERS, "-O3"], log_file=build_dir / "build.log",
+            sources=[source], hdl_toplevel=toplevel, build_dir=build_dir, waves=traced,
+            build_args=["-Wall", *LINT_WAIVERS, "-O3", *trace_args], log_file=build_dir / "build.log",
         )
     except RuntimeError:
         raise RuntimeError(f"Verilator build failed, see {build_dir / 'build.log'}") from None
     stamp.write_text(build_dir.name)
 
 
-def build_standalone(component, toplevel, harness, cache=None):
+#: Verilator and C++ options of the standalone (no cocotb) builds, chosen by measurement on the
+#: 64x64 device top (README, "Link benchmarks"): Verilator's own -O3, X values resolved the
+#: cheap way (our RTL resets every register it reads), and verilated.mk's -Os for the
+#: per-cycle code replaced by -O3.
+SPEED_FLAGS = ("-O3", "--x-assign", "fast", "--x-initial", "fast")
+SPEED_MAKE = ("OPT_FAST=-O3",)
+
+
+def build_standalone(component, toplevel, harness, cache=None, *, defines=(), trace=False, ports=None):
     """Compile ``component`` with a C++ ``harness`` (its ``main``) into a plain executable.
 
-    No cocotb, no VPI: what Verilator itself delivers. Returns the executable's path.
+    No cocotb, no VPI: what Verilator itself delivers. ``defines`` are preprocessor symbols
+    for the harness (``NAME`` or ``NAME=VALUE``); ``trace`` builds with ``--trace-fst`` (the
+    harness then writes waves when asked), cached apart from the untraced build, which stays
+    as fast as before. ``ports``: the top's ports, for an ``Elaboratable`` that is no
+    ``wiring.Component``. Returns the executable's path.
     """
     prepare_environment()
-    text = verilog.convert(component, name=toplevel, emit_src=False)
+    if trace:
+        check_fst_support()
+    # src attributes in a traced build let a wave viewer point back to the Amaranth source
+    text = verilog.convert(component, name=toplevel, emit_src=trace, ports=ports)
     harness_text = Path(harness).read_text()
-    build_dir = _cached_build_dir(toplevel, text, harness_text, cache)
+    flags = [*SPEED_FLAGS, *(["--trace-fst", "--trace-structs"] if trace else [])]
+    cflags = [f"-D{name}" for name in defines]
+    build_dir = _cached_build_dir(toplevel, text, [harness_text, flags, cflags, SPEED_MAKE], cache)
     executable = build_dir / "Vtop"
     with _locked(build_dir):
         if not executable.exists():
-            _build_executable(toplevel, text, harness_text, build_dir)
+            _build_executable(toplevel, text, harness_text, build_dir, flags, cflags)
     return executable
 
 
-def _build_executable(toplevel, text, harness_text, build_dir):
+def _build_executable(toplevel, text, harness_text, build_dir, flags, cflags):
     build_dir.mkdir(parents=True, exist_ok=True)
     (build_dir / f"{toplevel}.v").write_text(text)
     (build_dir / "harness.cpp").write_text(harness_text)
     log = build_dir / "build.log"
+    cflag_args = [arg for flag in cflags for arg in ("-CFLAGS", flag)]
+    make_args = [arg for flag in SPEED_MAKE for arg in ("-MAKEFLAGS", flag)]
     with log.open("w") as output:
         result = subprocess.run(
-            ["verilator", "--cc", "--exe", "--build", "-j", "2", "-O3", "-Wall", *LINT_WAIVERS,
-             "--top-module", toplevel, "--prefix", "Vtop", "-o", "Vtop", "-Mdir", ".",
-             f"{toplevel}.v", "harness.cpp"],
+            ["verilator", "--cc", "--exe", "--build", "-j", "2", *flags, "-Wall", *LINT_WAIVERS,
+             *cflag_args, *make_args, "--top-module", toplevel, "--prefix", "Vtop", "-o", "Vtop",
+             "-Mdir", ".", f"{toplevel}.v", "harness.cpp"],
             cwd=build_dir, stdout=output, stderr=subprocess.STDOUT, check=False)
     if result.returncode:
         raise RuntimeError(f"Verilator build failed, see {log}")

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 import memxbar
-from memxbar.backends import url_config
 from memxbar.cli import main
 from memxbar.firmware.board_top import BoardTop, ecp5_pll_dividers
 from memxbar.firmware.boards import BOARDS, Board, board
 from memxbar.protocol import TileConfig
 from memxbar.protocol.frames import Access, Command, Region, struct_bytes
 from memxbar.selftest import selftest
+from memxbar.sim.backend import split_sim_url
 
 
 # The tops below are built to read their parameters, never elaborated: collect them here,
@@ -25,9 +25,10 @@ def test_registry_boards_have_exact_uart_divisors_and_sim_urls_of_their_config()
     assert {"icebreaker", "ulx3s-12f", "ulx3s-25f", "ulx3s-45f", "ulx3s-85f", "tangnano9k"} <= set(BOARDS)
     for entry in BOARDS.values():
         assert entry.divisor * entry.baud == entry.clock_hz and entry.divisor >= 4
-        config, link = url_config(entry.sim_url, divisor=0, max_payload=0)
+        config, link, words = split_sim_url(entry.sim_url)
         assert config == entry.config and config.build_id == entry.config.build_id
         assert link == {"divisor": entry.divisor, "max_payload": entry.max_payload}
+        assert words["top"] == "pins"  # the board's own top, UART included
         top = BoardTop(entry).device
         assert (top.config, top.divisor, top.max_payload) == (entry.config, entry.divisor, entry.max_payload)
     del top

@@ -34,11 +34,15 @@ def random_case(cfg, rng, batch):
     return levels, rng.integers(-cfg.x_max, cfg.x_max + 1, (batch, cfg.rows))
 
 
-@pytest.mark.parametrize("query", [SMALL, "rows=64&cols=64&lanes=8"])
-def test_sim_and_model_agree_bit_for_bit(query):
+@pytest.mark.parametrize(("query", "top"),
+                         [(SMALL, "bytes"), (SMALL, "pins"), ("rows=64&cols=64&lanes=8", "bytes")])
+def test_sim_and_model_agree_bit_for_bit(query, top):
+    """Both simulated tops, the byte-level default and the board's pins, against the model."""
     rng = np.random.default_rng(4)
     model_query = re.sub(r"&?max_payload=\d+", "", query)
-    with memxbar.open(f"sim://?{query}") as sim, memxbar.open(f"model://?{model_query}") as model:
+    with (memxbar.open(f"sim://?{query}&top={top}") as sim,
+          memxbar.open(f"model://?{model_query}") as model):
+        assert sim._backend.simulator.top == top
         assert sim.info.build_id == model.info.build_id
         cfg = sim.info.config
         for batch in (1, 3, 40):
@@ -171,6 +175,40 @@ def test_closing_sim_stops_the_simulator():
     while simulator.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert simulator.poll() is not None
+
+
+def _cpu_seconds(pid):
+    """User + system CPU time of process ``pid`` (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.parametrize("top", ["bytes", "pins"])
+def test_an_idle_simulator_sleeps_and_wakes_for_the_next_request(top):
+    """Idle (no frame, engine and tile done, reply out) it waits in poll(), not on a core.
+
+    Also after a client opened and closed the pty (the old harness then spun on POLLHUP)."""
+    with memxbar.open(f"sim://?{SMALL}&top={top}") as dev:
+        pid = dev._backend.simulator._process.pid
+        with serial.Serial(dev._backend.simulator.pty, timeout=5) as port:
+            port.write(b"\x00" + encode_frame(Command.HELLO, 9))
+            assert decode_frame(port.read_until(b"\x00")[:-1])[0]["seq"] == 9
+        dev.tile(0).program_levels(np.ones((7, 10), int), np.zeros((7, 10), int))
+        before, started = _cpu_seconds(pid), time.monotonic()
+        time.sleep(2.0)
+        busy = (_cpu_seconds(pid) - before) / (time.monotonic() - started)
+        assert busy < 0.2, f"the idle simulator used {busy:.0%} of a core"
+        assert np.array_equal(dev.tile(0).run_codes(np.ones((1, 10), int)),
+                              mvm_codes(dev.info.config, np.ones((7, 10), int), np.zeros((7, 10), int),
+                                        np.ones((1, 10), int)))
+
+
+def test_sim_url_words_are_checked():
+    with pytest.raises(ValueError, match="top must be one of 'bytes', 'pins', not 'wires'"):
+        memxbar.open(f"sim://?{SMALL}&top=wires")
+    with pytest.raises(ValueError, match=r"ending in \.fst"):
+        memxbar.open(f"sim://?{SMALL}&waves=trace.txt")
 
 
 def test_a_build_without_per_read_lanes_refuses_that_mode():
