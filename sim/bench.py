@@ -225,9 +225,9 @@ def link_figures(clock_hz=12e6, divisor=4, batches=(1, 8, 64, 256), noisy=False)
 
 def sim_figures(with_demo):
     """sim:// with the byte-level top against the pin-level one, measured in the same run."""
-    reference = model_mvms_per_second(1000, seconds=0.5)
-    print(f"\nsim://, 64x64 tile with 8 lanes, RUN batches of 256 (model:// batch 1000 in this run: "
-          f"{reference:,.0f} MVMs/s)")
+    reference = 1000 / model_rates(1000, seconds=0.5)["run_codes, ideal"]
+    print(f"\nsim://, 64x64 tile with 8 lanes, RUN batches of 256 (model:// run_codes at batch 1000 in "
+          f"this run: {reference:,.0f} MVMs/s)")
     print(f"  {'top':<7}{'noise':<10}{'MVMs/s':>10}{'cycles/s':>13}{'cycles/CPU s':>14}"
           f"{'HELLO round trip':>18}")
     figures = {}
