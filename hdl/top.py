@@ -50,6 +50,7 @@ def _framed_engine(m, config, max_payload, gap_cycles):
         transmitter.write_en.eq(engine.write_en),
         transmitter.start.eq(engine.send),
         transmitter.resend.eq(engine.resend),
+        transmitter.resend_previous.eq(engine.resend_previous),
         transmitter.length.eq(engine.send_length),
         engine.sending.eq(transmitter.busy),
     ]
