@@ -14,8 +14,8 @@ from amaranth.lib.wiring import In, Out
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
 
-from memxbar.hdl.framing import FrameReceiver, FrameTransmitter
-from memxbar.protocol.frames import Command, decode_frame, encode_frame
+from memxbar.hdl.framing import CRC_BYTES, FrameReceiver, FrameTransmitter
+from memxbar.protocol.frames import HEADER_BYTES, Command, decode_frame, encode_frame
 
 from .rtl import StreamSink, StreamSource, pause_cycle
 
@@ -92,8 +92,9 @@ class FramingTB:
 async def frames_round_trip(dut):
     tb = FramingTB(dut)
     await tb.reset()
-    sizes = [0, 1, 247, 248, 249, 250, 253, 254, tb.depth - 10]
-    sizes += tb.rng.integers(0, tb.depth - 9, 40).tolist()
+    largest = tb.depth - HEADER_BYTES - CRC_BYTES  # the longest payload a buffer holds
+    sizes = [0, 1, 247, 248, 249, 250, 253, 254, largest]
+    sizes += tb.rng.integers(0, largest + 1, 40).tolist()
     for n, size in enumerate(sizes):
         payload = tb.random_payload(size)
         frame = encode_frame(Command.WRITE, n % 256, payload)
