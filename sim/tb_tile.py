@@ -10,7 +10,6 @@ import time
 
 import cocotb
 import numpy as np
-from amaranth.lib import data
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
 
@@ -18,34 +17,9 @@ from memxbar.hdl import cell_layout, prog_layout
 from memxbar.model import mvm_codes
 from memxbar.protocol import TileConfig, cell_address
 
-from .rtl import StreamSink, StreamSource, from_bits, pause_cycle, to_bits
+from .rtl import StreamSink, StreamSource, field_packer, from_bits, pause_cycle, to_bits
 
 TIMEOUT_MS = 50  # simulated ms: a hang fails in minutes, a pass needs under 10
-
-
-def _field_packer(layout):
-    """Pack a dict into a struct layout's integer value, using the layout's own offsets."""
-    fields = []
-
-    def walk(layout, base, prefix):
-        for name, field in layout:
-            if isinstance(field.shape, data.Layout):
-                walk(field.shape, base + field.offset, f"{prefix}{name}.")
-            else:
-                fields.append((f"{prefix}{name}", base + field.offset, field.width))
-
-    walk(layout, 0, "")
-
-    def pack(**values):
-        word = 0
-        for name, offset, width in fields:
-            word |= to_bits(values.get(name, 0), width) << offset
-        return word
-
-    def unpack(word):
-        return {name: (word >> offset) & ((1 << width) - 1) for name, offset, width in fields}
-
-    return pack, unpack
 
 
 class TileTB:
@@ -56,8 +30,8 @@ class TileTB:
         self.cfg = TileConfig(**json.loads(os.environ["MEMXBAR_TILE_CONFIG"]))
         self.rng = np.random.default_rng(int(os.environ.get("MEMXBAR_TB_SEED", "1")))
         self.cases = int(os.environ.get("MEMXBAR_TB_CASES", "200"))
-        self.pack_prog, _ = _field_packer(prog_layout(self.cfg))
-        _, self.unpack_cell = _field_packer(cell_layout(self.cfg))
+        self.pack_prog, _ = field_packer(prog_layout(self.cfg))
+        _, self.unpack_cell = field_packer(cell_layout(self.cfg))
         self.prog = StreamSource(dut, "prog", dut.clk)
         self.readback = StreamSink(dut, "readback", dut.clk)
         self.x = StreamSource(dut, "x", dut.clk)
