@@ -4,7 +4,7 @@ from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["ISqrt", "SerialMultiplier", "shift_add_product", "times"]
+__all__ = ["ISqrt", "SerialMultiplier", "multiplier_signature", "shift_add_product", "times"]
 
 
 def times(value, constant):
@@ -26,6 +26,12 @@ def shift_add_product(a, b):
     return sum(Mux(b[i], a << i, 0) for i in range(len(b)))
 
 
+def multiplier_signature(a_width, b_width):
+    """A :class:`SerialMultiplier`'s ports; a user's port is ``In(multiplier_signature(...))``."""
+    return wiring.Signature({"start": In(1), "a": In(signed(a_width)), "b": In(signed(b_width)),
+                             "busy": Out(1), "product": Out(signed(a_width + b_width))})
+
+
 class SerialMultiplier(wiring.Component):
     """``a * b`` of signed operands by shift and add: one bit of ``|a|`` per cycle.
 
@@ -34,8 +40,7 @@ class SerialMultiplier(wiring.Component):
 
     def __init__(self, a_width, b_width):
         self.a_width, self.b_width = a_width, b_width
-        super().__init__({"start": In(1), "a": In(signed(a_width)), "b": In(signed(b_width)),
-                          "busy": Out(1), "product": Out(signed(a_width + b_width))})
+        super().__init__(multiplier_signature(a_width, b_width))
 
     def elaborate(self, platform):
         m = Module()

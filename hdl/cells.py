@@ -28,7 +28,7 @@ from ..protocol.physics import (
     round_shift,
     table_max,
 )
-from .arith import SerialMultiplier
+from .arith import multiplier_signature
 from .noise import gaussian_source_signature
 from .shapes import index_shape
 from .spram import WideSPRAM
@@ -133,6 +133,8 @@ class CellEngine(wiring.Component):
     busy : Out(1)
     noise : In(gaussian_source_signature())
         The tile's Gaussian source, the engine's while ``busy`` (MVMs never run then).
+    mul : In(multiplier_signature(...))
+        The tile's serial multiplier, shared the same way (:attr:`mul_widths` its operands).
     """
 
     def __init__(self, config, tile=0):
@@ -142,6 +144,9 @@ class CellEngine(wiring.Component):
             raise ValueError(f"the device engine's tables take g_bits <= 8, not {config.g_bits}")
         self.config = config
         self.tile = tile
+        widths = _Widths(config)
+        #: The operand widths the engine needs of the multiplier it is given.
+        self.mul_widths = (widths.mul_a, widths.mul_b)
         super().__init__({
             "params": In(Params),
             "table": In(stream.Signature(table_write_layout(config))),
@@ -155,6 +160,7 @@ class CellEngine(wiring.Component):
             "verify_read": Out(1),
             "busy": Out(1),
             "noise": In(gaussian_source_signature()),
+            "mul": In(multiplier_signature(*self.mul_widths)),
         })
 
     def elaborate(self, platform):
@@ -186,7 +192,7 @@ class CellEngine(wiring.Component):
 
         widths = _Widths(cfg)
         gauss = self.noise
-        m.submodules.mul = mul = SerialMultiplier(widths.mul_a, widths.mul_b)
+        mul = self.mul
 
         def seed(domain, counter0, counter1):  # the source takes key and counter with the pulse
             m.d.comb += [gauss.seed.eq(1), gauss.key0.eq(p.seed),

@@ -1,13 +1,13 @@
 """Seeded Gaussian noise in gateware: Threefry-2x32-20 seeds xoshiro128++ streams.
 
 The algorithms, keys and the integer Gaussian are specified in :mod:`memxbar.protocol.physics`
-and mirrored by :mod:`memxbar.noise`. Threefry runs one round per cycle (about 21 cycles a
+and mirrored by :mod:`memxbar.noise`. Threefry runs on one adder (:attr:`Threefry.CYCLES` a
 block), only when a stream is (re)seeded; xoshiro128++ takes one step per cycle and a
 Gaussian takes three steps, so a source delivers one Gaussian every three cycles. Nothing
 here multiplies: adds, rotations, XORs and a popcount, cheap on an iCE40.
 """
 
-from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -25,8 +25,20 @@ def _popcount(value):
     return sum(value[i] for i in range(len(value)))
 
 
+# Rotations by R are made of steps by 8 and by 1 (R // 8 and R % 8 of them), each a 2:1 choice
+# per bit, instead of an 8:1 rotation mux: the block takes longer, the core is a third the size.
+_ROTATION_STEPS = tuple((amount // 8, amount % 8) for amount in THREEFRY_ROTATIONS)
+_INJECTIONS = 5  # after rounds 3, 7, 11, 15, 19
+
+
 class Threefry(wiring.Component):
-    """Threefry-2x32 with 20 rounds, one round per cycle.
+    """Threefry-2x32 with 20 rounds on one 32-bit adder, :attr:`CYCLES` cycles a block.
+
+    Threefry only seeds streams (two blocks a seed), so it trades speed for area: every
+    addition of the algorithm (the counter plus key, the round's ``x0 + x1``, the key
+    injections) takes its own cycle on the same adder, and each rotation is stepped by 8 and
+    by 1 bits, the round's XOR folded into its last step. A seed of a noisy MVM overlaps the
+    previous MVM's MACs; a programmed cell's seed adds its two blocks to the cell.
 
     Attributes
     ----------
@@ -41,6 +53,10 @@ class Threefry(wiring.Component):
         The block; valid once ``busy`` falls.
     """
 
+    #: Cycles from ``start`` to the fall of ``busy``: two for counter plus key, per round one
+    #: addition and its rotation steps, three per key injection.
+    CYCLES = 2 + sum(1 + sum(_ROTATION_STEPS[r % 8]) for r in range(20)) + 3 * _INJECTIONS
+
     start: In(1)
     rekey: In(1)
     key0: In(32)
@@ -53,35 +69,72 @@ class Threefry(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        ks = Array(Signal(32, name=f"ks{i}") for i in range(3))
+        k0, k1 = Signal(32), Signal(32)
         x0, x1 = self.out0, self.out1
-        rnd = Signal(range(20))
-        with m.If(self.start):
-            key0 = Mux(self.rekey, ks[0], self.key0)
-            key1 = Mux(self.rekey, ks[1], self.key1)
-            m.d.sync += [
-                ks[0].eq(key0), ks[1].eq(key1), ks[2].eq(key0 ^ key1 ^ THREEFRY_PARITY),
-                x0.eq(key0 + self.counter0), x1.eq(key1 + self.counter1),
-                rnd.eq(0), self.busy.eq(1),
-            ]
-        with m.Elif(self.busy):
-            mixed0 = Signal(32)
-            mixed1 = Signal(32)
-            rotated = Signal(32)
-            with m.Switch(rnd[:3]):
-                for r, amount in enumerate(THREEFRY_ROTATIONS):
-                    with m.Case(r):
-                        m.d.comb += rotated.eq(_rotl(x1, amount))
-            m.d.comb += [mixed0.eq(x0 + x1), mixed1.eq(rotated ^ mixed0)]
-            m.d.sync += [x0.eq(mixed0), x1.eq(mixed1), rnd.eq(rnd + 1)]
-            with m.If(rnd[:2] == 3):  # key injection after every fourth round
-                n = Signal(3)
-                m.d.comb += n.eq(rnd[2:] + 1)
-                first = Mux(n == 3, 0, Mux((n == 1) | (n == 4), 1, 2))   # n % 3
-                second = Mux(n == 2, 0, Mux((n == 3), 1, Mux(n == 5, 0, 2)))  # (n + 1) % 3
-                m.d.sync += [x0.eq(mixed0 + ks[first]), x1.eq(mixed1 + ks[second] + n)]
-            with m.If(rnd == 19):
-                m.d.sync += self.busy.eq(0)
+        rnd = Signal(range(21))
+        n = Signal(3)  # the injection's number, 1..5
+        m.d.comb += n.eq(rnd[2:] + 1)
+        eights, ones = Signal(2), Signal(3)  # rotation steps left in this round
+
+        # The one adder: x0 or x1 plus x1, a key word or n. The third key word is computed,
+        # not stored: with the choice of word it is one LUT4 a bit.
+        into_x1, add_x1, add_n = Signal(), Signal(), Signal()
+        word = Signal(2)
+        key_word = Signal(32)
+        with m.Switch(word):
+            for index, value in enumerate((k0, k1, k0 ^ k1 ^ THREEFRY_PARITY)):
+                with m.Case(index):
+                    m.d.comb += key_word.eq(value)
+        total = Signal(32)
+        m.d.comb += total.eq(Mux(into_x1, x1, x0) + Mux(add_x1, x1, Mux(add_n, n, key_word)))
+
+        IDLE, KEY0, KEY1, MIX, ROTATE, INJECT0, INJECT1, INJECT2 = range(8)
+        state = Signal(range(8))
+        with m.Switch(state):
+            with m.Case(KEY0):  # x0 = counter0 + k0
+                m.d.comb += word.eq(0)
+                m.d.sync += [x0.eq(total), state.eq(KEY1)]
+            with m.Case(KEY1):  # x1 = counter1 + k1
+                m.d.comb += [into_x1.eq(1), word.eq(1)]
+                m.d.sync += [x1.eq(total), state.eq(MIX)]
+            with m.Case(MIX):  # x0 += x1, then rotate x1
+                m.d.comb += add_x1.eq(1)
+                m.d.sync += [x0.eq(total), state.eq(ROTATE)]
+                with m.Switch(rnd[:3]):
+                    for r, (by_eight, by_one) in enumerate(_ROTATION_STEPS):
+                        with m.Case(r):
+                            m.d.sync += [eights.eq(by_eight), ones.eq(by_one)]
+            with m.Case(ROTATE):  # x1 = rotl(x1, R) ^ x0, one step a cycle
+                last = (eights + ones) == 1
+                step = Mux(eights != 0, _rotl(x1, 8), _rotl(x1, 1))
+                m.d.sync += x1.eq(step ^ Mux(last, x0, 0))
+                with m.If(eights != 0):
+                    m.d.sync += eights.eq(eights - 1)
+                with m.Else():
+                    m.d.sync += ones.eq(ones - 1)
+                with m.If(last):
+                    with m.If(rnd[:2] == 3):
+                        m.d.sync += state.eq(INJECT0)
+                    with m.Else():
+                        m.d.sync += [rnd.eq(rnd + 1), state.eq(MIX)]
+            with m.Case(INJECT0):  # x0 += ks[n % 3]
+                m.d.comb += word.eq(Mux(n == 3, 0, Mux((n == 1) | (n == 4), 1, 2)))
+                m.d.sync += [x0.eq(total), state.eq(INJECT1)]
+            with m.Case(INJECT1):  # x1 += ks[(n + 1) % 3]
+                m.d.comb += [into_x1.eq(1), word.eq(Mux((n == 2) | (n == 5), 0, Mux(n == 3, 1, 2)))]
+                m.d.sync += [x1.eq(total), state.eq(INJECT2)]
+            with m.Case(INJECT2):  # x1 += n
+                m.d.comb += [into_x1.eq(1), add_n.eq(1)]
+                m.d.sync += [x1.eq(total), rnd.eq(rnd + 1)]
+                with m.If(rnd == 19):
+                    m.d.sync += [self.busy.eq(0), state.eq(IDLE)]
+                with m.Else():
+                    m.d.sync += state.eq(MIX)
+        with m.If(self.start):  # last, so it wins over any block in progress
+            with m.If(~self.rekey):
+                m.d.sync += [k0.eq(self.key0), k1.eq(self.key1)]
+            m.d.sync += [x0.eq(self.counter0), x1.eq(self.counter1), rnd.eq(0), self.busy.eq(1),
+                         state.eq(KEY0)]
         return m
 
 

@@ -36,12 +36,13 @@ class WideSPRAM(wiring.Component):
     ----------
     shape : shape-castable
     depth : int
-        At most ``SPRAM_DEPTH``.
+        At most ``SPRAM_DEPTH`` on an iCE40UP (checked when elaborated for one); any depth
+        elsewhere, where a block RAM holds it.
     """
 
     def __init__(self, shape, depth):
-        if not isinstance(depth, int) or not 1 <= depth <= SPRAM_DEPTH:
-            raise ValueError(f"depth must be an integer in [1, {SPRAM_DEPTH}], not {depth!r}")
+        if not isinstance(depth, int) or depth < 1:
+            raise ValueError(f"depth must be a positive integer, not {depth!r}")
         self.shape, self.depth = shape, depth
         self.blocks = -(-Shape.cast(shape).width // SPRAM_WIDTH)
         super().__init__({"addr": In(range(depth)), "write_en": In(1), "write_data": In(shape),
@@ -52,6 +53,8 @@ class WideSPRAM(wiring.Component):
         width = Shape.cast(self.shape).width
         write_bits, read_bits = Value.cast(self.write_data), Value.cast(self.read_data)
         if has_spram(platform):
+            if self.depth > SPRAM_DEPTH:
+                raise ValueError(f"an SB_SPRAM256KA holds {SPRAM_DEPTH} words; {self.depth} do not fit")
             for block in range(self.blocks):
                 low, high = block * SPRAM_WIDTH, min(width, (block + 1) * SPRAM_WIDTH)
                 # the primitive's ports at their full widths (14-bit address, 16-bit data)

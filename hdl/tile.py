@@ -23,7 +23,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..protocol import TileConfig, physics
 from ..protocol.physics import OUT_VAR_BITS, V_MAX, Domain, EngineOp, Params, round_shift
-from .arith import ISqrt, SerialMultiplier, shift_add_product
+from .arith import ISqrt, SerialMultiplier, multiplier_signature, shift_add_product
 from .cells import CellEngine, cell_update_layout, stuck_layout, table_write_layout, target_layout
 from .noise import GaussianSource, gaussian_source_signature
 from .shapes import index_shape
@@ -365,7 +365,18 @@ class Tile(wiring.Component):
                          user.block0.eq(source.block0), user.block1.eq(source.block1),
                          user.z.valid.eq(source.z.valid & owns), user.z.payload.eq(source.z.payload)]
         m.submodules.isqrt = isqrt = ISqrt(variance_width(cfg) + physics.SQRT_SHIFT)
-        m.submodules.noise_mul = noise_mul = SerialMultiplier(physics.Z_BITS, len(isqrt.root) + 1)
+        # One serial multiplier too, shared the same way: z times the square root here, the
+        # engine's sigma and drift products there.
+        engine_a, engine_b = engine.mul_widths
+        m.submodules.mul = shared = SerialMultiplier(max(physics.Z_BITS, engine_a),
+                                                     max(len(isqrt.root) + 1, engine_b))
+        noise_mul = multiplier_signature(physics.Z_BITS, len(isqrt.root) + 1).flip().create(
+            path=("noise_mul",))  # this stage's port
+        for name in ("start", "a", "b"):
+            m.d.comb += getattr(shared, name).eq(Mux(owner_is_engine, getattr(engine.mul, name),
+                                                     getattr(noise_mul, name)))
+        for user in (engine.mul, noise_mul):
+            m.d.comb += [user.busy.eq(shared.busy), user.product.eq(shared.product)]
         p = self.params
         m.d.comb += [gauss.key0.eq(p.seed), gauss.key1.eq((self.tile << 8) | Domain.READ.value),
                      gauss.counter0.eq(read_index), gauss.counter1.eq(0)]

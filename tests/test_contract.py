@@ -13,6 +13,7 @@ from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
 import memxbar
+from memxbar.hdl.arith import SerialMultiplier
 from memxbar.hdl.cells import CellEngine, table_write_layout, target_layout
 from memxbar.hdl.noise import GaussianSource
 from memxbar.model import TileModel
@@ -87,10 +88,12 @@ def rtl_run(read_noise, targets, tables):
         await ctx.tick()
         snapshots.append((g_now.copy(), variance.copy()))
 
-    top = Module()  # the engine and the Gaussian source a tile gives it
+    top = Module()  # the engine, and the Gaussian source and multiplier a tile gives it
     top.submodules.engine = engine
     top.submodules.gauss = gauss = GaussianSource()
     wiring.connect(top, gauss, engine.noise)
+    top.submodules.mul = mul = SerialMultiplier(*engine.mul_widths)
+    wiring.connect(top, mul, engine.mul)
     sim = Simulator(top)
     sim.add_clock(1e-6)
     sim.add_process(collect)
