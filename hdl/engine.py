@@ -171,8 +171,16 @@ class CommandEngine(wiring.Component):
         byte_of_entry = Signal(2)
         half = Signal()  # which byte of a 2-byte item is being handled
         saved = Signal(8)
-        feed = Signal(range(self.rx_depth + 2))  # RUN: address of the input code offered
-        primed = Signal()  # RUN: read_data holds the code at `feed`
+        # The payload is walked with one pointer (read_data follows read_addr by a cycle):
+        # `step` reads the byte at `ptr` and moves on, `ahead` moves on and reads the next
+        # byte at once. One adder, where addresses computed as `start + k * index` took one
+        # each.
+        ptr = Signal(range(self.rx_depth + 2))
+        step, ahead = Signal(), Signal()
+        m.d.comb += self.read_addr.eq(Mux(ahead, ptr + 1, ptr))
+        with m.If(step | ahead):
+            m.d.sync += ptr.eq(ptr + 1)
+        primed = Signal()  # RUN: read_data holds the code at `ptr`
         # RUN: batch * window rows and batch * 2 * window cols, summed one vector per cycle
         # (no multiplier: the DSPs are the MAC lanes); a sum past its bound stops the count
         in_sum = Signal(range(self.rx_depth + cfg.rows + 1))
@@ -225,6 +233,7 @@ class CommandEngine(wiring.Component):
                         m.next = "EXECUTE"
 
             with m.State("EXECUTE"):
+                m.d.sync += ptr.eq(ACCESS_START)
                 with m.Switch(header.command):
                     with m.Case(Command.HELLO):
                         with m.If((header.length != 0) & (header.length != 2)):
@@ -342,33 +351,32 @@ class CommandEngine(wiring.Component):
                     reply(Status.OK)
 
             with m.State("STUCK_CHECK"):  # two codes <= 2 per byte, nothing else, before any write
-                m.d.comb += self.read_addr.eq(ACCESS_START + index)
+                m.d.comb += step.eq(1)
                 m.d.sync += index.eq(index + 1)
                 bad_code = ((self.read_data[:2] == 3) | (self.read_data[2:4] == 3)
                             | (self.read_data[4:] != 0))
                 with m.If((index != 0) & bad_code):
                     reply(Status.RANGE)
                 with m.Elif(index == access.count):
-                    m.d.sync += index.eq(0)
+                    m.d.sync += [index.eq(0), ptr.eq(ACCESS_START)]
                     m.next = "STUCK"
             with m.State("STUCK"):  # cell `index`: its byte, then one mark
-                m.d.comb += self.read_addr.eq(ACCESS_START + index)
                 with m.If(index == access.count):
                     m.next = "ENGINE_DRAIN"
                 with m.Else():
                     m.next = "STUCK_PUSH"
             with m.State("STUCK_PUSH"):
-                m.d.comb += self.read_addr.eq(ACCESS_START + index)
                 mark = self.stuck.payload
                 m.d.comb += [self.stuck.valid.eq(1), mark.lane.eq(access.lane),
                              mark.word.eq(access.word + index),
                              mark.codes[0].eq(self.read_data[:2]), mark.codes[1].eq(self.read_data[2:4])]
                 with m.If(self.stuck.ready):
+                    m.d.comb += step.eq(1)
                     m.d.sync += index.eq(index + 1)
                     m.next = "STUCK"
 
             with m.State("TABLE_CHECK"):  # every entry fits its table, before any write
-                m.d.comb += self.read_addr.eq(ACCESS_START + index)
+                m.d.comb += step.eq(1)
                 m.d.sync += index.eq(index + 1)
                 too_wide = Signal()
                 with m.If(index != 0):
@@ -379,16 +387,15 @@ class CommandEngine(wiring.Component):
                 with m.If(too_wide):
                     reply(Status.RANGE)
                 with m.Elif(index == table_bytes):
-                    m.d.sync += [index.eq(0), byte_of_entry.eq(0)]
+                    m.d.sync += [index.eq(0), byte_of_entry.eq(0), ptr.eq(ACCESS_START)]
                     m.next = "TABLE"
             with m.State("TABLE"):  # entry `index`: three bytes, then one table write
-                m.d.comb += self.read_addr.eq(ACCESS_START + times(index, 3) + byte_of_entry)
                 with m.If(index == access.count):
                     reply(Status.OK)
                 with m.Else():
                     m.next = "TABLE_READ"
             with m.State("TABLE_READ"):
-                m.d.comb += self.read_addr.eq(ACCESS_START + times(index, 3) + byte_of_entry + 1)
+                m.d.comb += ahead.eq(1)
                 m.d.sync += [value.word_select(byte_of_entry, 8).eq(self.read_data),
                              byte_of_entry.eq(byte_of_entry + 1)]
                 with m.If(byte_of_entry == 2):
@@ -403,16 +410,15 @@ class CommandEngine(wiring.Component):
                     m.next = "TABLE"
 
             with m.State("WRITE_CHECK"):  # every level byte below 2**g_bits, before any write
-                m.d.comb += self.read_addr.eq(ACCESS_START + index)
+                m.d.comb += step.eq(1)
                 m.d.sync += index.eq(index + 1)
                 with m.If((index != 0) & (self.read_data >> cfg.g_bits != 0)):
                     reply(Status.RANGE)
                 with m.Elif(index == cell_bytes):
-                    m.d.sync += index.eq(0)
+                    m.d.sync += [index.eq(0), ptr.eq(ACCESS_START)]
                     m.next = "WRITE"
 
             with m.State("WRITE"):  # cell `index`: two levels, then a direct write or a program
-                m.d.comb += self.read_addr.eq(ACCESS_START + 2 * index)
                 with m.If(index == access.count):
                     m.d.comb += counters.add_cell_writes.eq(access.count)
                     with m.If(access.region == Region.TARGETS):
@@ -422,11 +428,10 @@ class CommandEngine(wiring.Component):
                 with m.Else():
                     m.next = "WRITE_G_PLUS"
             with m.State("WRITE_G_PLUS"):
-                m.d.comb += self.read_addr.eq(ACCESS_START + 2 * index + 1)
+                m.d.comb += ahead.eq(1)
                 m.d.sync += saved.eq(self.read_data)
                 m.next = "WRITE_PUSH"
-            with m.State("WRITE_PUSH"):
-                m.d.comb += self.read_addr.eq(ACCESS_START + 2 * index + 1)  # keeps g_minus on read_data
+            with m.State("WRITE_PUSH"):  # ptr stays on g_minus until the cell is taken
                 cmd = self.prog.payload
                 target = self.program.payload
                 m.d.comb += [cmd.write.eq(1), cmd.lane.eq(access.lane), cmd.word.eq(access.word + index),
@@ -437,11 +442,13 @@ class CommandEngine(wiring.Component):
                 with m.If(access.region == Region.TARGETS):
                     m.d.comb += self.program.valid.eq(1)
                     with m.If(self.program.ready):
+                        m.d.comb += step.eq(1)
                         m.d.sync += index.eq(index + 1)
                         m.next = "WRITE"
                 with m.Else():
                     m.d.comb += self.prog.valid.eq(1)
                     with m.If(self.prog.ready):
+                        m.d.comb += step.eq(1)
                         m.d.sync += index.eq(index + 1)
                         m.next = "WRITE"
 
@@ -487,40 +494,38 @@ class CommandEngine(wiring.Component):
                     with m.If(in_sum != header.length - RUN_BYTES):
                         reply(Status.LEN)
                     with m.Else():
-                        m.d.sync += index.eq(0)
+                        m.d.sync += [index.eq(0), ptr.eq(RUN_START)]
                         m.next = "RUN_RANGE"
                 with m.Else():
                     m.d.sync += [in_sum.eq(in_sum + run.rows), vectors.eq(vectors + 1),
                                  out_sum.eq(out_sum + Cat(Const(0, 1), run.cols))]
 
             with m.State("RUN_RANGE"):  # every input code inside +-x_max, before any effect
-                m.d.comb += self.read_addr.eq(RUN_START + index)
+                m.d.comb += step.eq(1)
                 m.d.sync += index.eq(index + 1)
                 code = self.read_data.as_signed()
                 with m.If((index != 0) & ((code > cfg.x_max) | (code < -cfg.x_max))):
                     reply(Status.RANGE)
                 with m.Elif(index == in_sum):
                     m.d.comb += self.read_load.eq(1)
-                    m.d.sync += [index.eq(0), half.eq(0), feed.eq(RUN_START), primed.eq(0),
+                    m.d.sync += [index.eq(0), half.eq(0), ptr.eq(RUN_START), primed.eq(0),
                                  x_row.eq(0), x_vector.eq(0), y_col.eq(0), y_vector.eq(0), y_done.eq(0)]
                     m.next = "RUN"
 
             with m.State("RUN"):
                 # Feed inputs: every array row, the frame's code inside the window and 0 outside;
-                # read_addr runs one ahead so read_data holds the code at `feed`.
+                # read_addr runs one ahead so read_data holds the code at `ptr`.
                 batch = run.batch
                 fire = self.x.valid & self.x.ready
                 x_inside = (x_row >= run.row0) & (x_row - run.row0 < run.rows)
                 m.d.comb += [
                     self.x.valid.eq(primed & (x_vector != batch)),
                     self.x.payload.eq(Mux(x_inside, self.read_data, 0)),
-                    self.read_addr.eq(Mux(fire & x_inside, feed + 1, feed)),
+                    ahead.eq(fire & x_inside),
                 ]
                 m.d.sync += primed.eq(1)
                 with m.If(fire):
                     m.d.sync += x_row.eq(Mux(x_row == cfg.rows - 1, 0, x_row + 1))
-                    with m.If(x_inside):
-                        m.d.sync += feed.eq(feed + 1)
                     with m.If(x_row == cfg.rows - 1):
                         m.d.sync += x_vector.eq(x_vector + 1)
                 # Collect the window's outputs as little-endian int16, one byte per cycle.
