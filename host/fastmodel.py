@@ -8,7 +8,8 @@ not the hot path) with its MVM done another way:
   ``rows * 2**(dac_bits - 1) * g_max <= 2**43``, and so are every partial sum: float64 holds
   them exactly for every legal geometry, float32 whenever the bound (plus the ADC's rounding
   half) stays below ``2**24`` (the default 64x64 tile: ``2**20``). The per-read variance sums
-  ``x**2 @ v.T`` reach ``2**52``: float64, or float32 below ``2**24`` likewise. The ADC's
+  ``x**2 @ v.T`` reach ``2**52``: float64, or float32 where ``x_max**2`` times the largest
+  column sum of the cells' variance codes stays below ``2**24`` (checked whenever they change). The ADC's
   power-of-two shift and its floor are exact in floats too.
 * **Cell-order matrices, cached.** ``(G+ - G-).T`` and the variances are rebuilt from the lane
   layout only when programming, drift, CONFIG or a level write changes them.
@@ -85,11 +86,12 @@ class FastTileModel(TileModel):
         elif use_numba and numba_kernel() is None:
             raise ImportError("numba is not installed: pip install 'memxbar[fast]'")
         self.use_numba = bool(use_numba)
-        x_bound = 1 << (config.dac_bits - 1)  # the most negative code bounds every input
-        acc_bound = config.rows * x_bound * config.g_max
+        # DAC codes are symmetric, |x| <= x_max (memxbar.protocol.geometry; every path to a
+        # backend validates them), which bounds every sum
+        acc_bound = config.rows * config.x_max * config.g_max
         # + the ADC's rounding half, added to the sum in the same float
         self._acc_float = _float_for(acc_bound + (1 << config.adc_shift))
-        self._var_float = _float_for(config.rows * x_bound * x_bound * V_MAX)
+        self._var_float = _float_for(config.rows * config.x_max**2 * V_MAX)
         super().__init__(config, tile)
 
     # every way the levels or variances change drops the cached matrices
@@ -124,9 +126,14 @@ class FastTileModel(TileModel):
             if self.read_noise == ReadNoise.PER_READ and self.variance.any():
                 variances = self._as_cells(self.variance)
             key = noise_key(self.seed, self.tile, Domain.READ)
+            var_float = self._var_float
+            if variances is not None and var_float is not np.float32:
+                # the cells' own variances may bound the sums below 2**24 where the geometry
+                # does not (PCM an hour after programming, on the default tile): float32, 1.6x faster
+                var_float = _float_for(self.config.x_max**2 * int(variances.sum(axis=1).max()))
             self._cache = _Cache(
                 weights.astype(self._acc_float),
-                None if variances is None else variances.astype(self._var_float),
+                None if variances is None else variances.astype(var_float),
                 weights, _EMPTY if variances is None else np.ascontiguousarray(variances),
                 key[0] & 0xFFFF_FFFF, key[1] & 0xFFFF_FFFF)
         return self._cache
@@ -190,10 +197,10 @@ class FastTileModel(TileModel):
         acc_t = np.matmul(weights[cells], xf.T, out=scratch("fast acc", (cols, batch), self._acc_float))
         var_t = None
         if variances is not None:
-            xv = scratch("fast x2", x.shape, self._var_float)
+            xv = scratch("fast x2", x.shape, variances.dtype)
             xv[...] = xf
-            np.multiply(xv, xv, out=xv)
-            var_t = np.matmul(variances[cells], xv.T, out=scratch("fast var", (cols, batch), self._var_float))
+            np.multiply(xv, xv, out=xv)  # exact: x**2 <= the bound of the sums
+            var_t = np.matmul(variances[cells], xv.T, out=scratch("fast var", (cols, batch), variances.dtype))
         return self._noisy_adc(acc_t, var_t, col0, cache).T
 
     def _noisy_adc(self, acc_t, var_t, col0, cache):
@@ -203,7 +210,7 @@ class FastTileModel(TileModel):
         shift = physics.noise_shift(tables.var_shift)
         if self.use_numba:
             out = np.empty(acc_t.shape, dtype=np.int64)
-            empty = np.zeros((0, 0), dtype=self._var_float)
+            empty = np.zeros((0, 0), dtype=np.float32)
             _kernels()[0](acc_t, empty if var_t is None else var_t, tables.out_var, cache.k0, cache.k1,
                           self.reads, col0, shift, cfg.adc_shift, cfg.y_max, out)
             return out

@@ -15,7 +15,7 @@ from memxbar import mapping
 from memxbar.fastmodel import SMALL_BATCH, FastTileModel, numba_kernel
 from memxbar.mapping import scaled_mvm
 from memxbar.model import TileModel
-from memxbar.protocol import TileConfig, Window
+from memxbar.protocol import TileConfig, Window, lane_memory
 from memxbar.protocol.physics import V_MAX, ReadNoise
 
 KERNELS = [False] + ([True] if numba_kernel() is not None else [])
@@ -283,3 +283,26 @@ def test_matvec_is_the_oracle_scaled(batch, scaling):
     finally:
         mapping._compiled[:] = saved
     assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("use_numba", KERNELS)
+@pytest.mark.parametrize("column_sum", [(2**24 - 1) // 63**2, (2**24 - 1) // 63**2 + 1])
+def test_variance_sums_in_float32_only_below_2_24(column_sum, use_numba):
+    """The cells' variances pick float32 for the per-read sums when they bound them below 2**24."""
+    cfg = TileConfig()
+    device = memxbar.PCM()
+    models = [TileModel(cfg), FastTileModel(cfg, use_numba=use_numba)]
+    rng = np.random.default_rng(column_sum)
+    g_plus, g_minus = rng.integers(0, cfg.g_max + 1, (2, cfg.cols, cfg.rows))
+    variance = np.full((cfg.cols, cfg.rows), column_sum // cfg.rows)
+    variance[:, : column_sum % cfg.rows] += 1  # every column sums to column_sum exactly
+    x = np.array([[cfg.x_max] * cfg.rows, [-cfg.x_max] * cfg.rows, [cfg.x_max, -cfg.x_max] * (cfg.rows // 2)])
+    outputs = []
+    for model in models:
+        model.configure(2, ReadNoise.PER_READ, device.compile_program(cfg), device.compile_drift(cfg, 0.0))
+        model.program_levels(g_plus, g_minus)
+        model.variance[:] = lane_memory(cfg, variance, variance)[..., 0]  # the engine's state
+        outputs.append(model.run_codes(np.vstack([x] * 3), 5))
+    assert np.array_equal(*outputs)
+    below = column_sum * cfg.x_max**2 < 2**24
+    assert models[1]._matrices().variances.dtype == (np.float32 if below else np.float64)
