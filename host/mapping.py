@@ -20,6 +20,7 @@ outside it are 0, so the other blocks' cells, however noisy, add nothing.
 """
 
 import copy
+import functools
 import os
 import warnings
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ COMPENSATIONS = (None, "global", "column", "calibrated")
 #: Events of a layer's RUNs counted on the host for the cells of their windows (AnalogLinear.events).
 WINDOW_EVENTS = ("mvms", "cycles", "macs", "adc_conversions", "dac_conversions")
 
+SCRATCH_SIZE = 1 << 14  # elements from which a work array is reused (memxbar.scratch)
 PROBES = 16  # reference vectors of the per-column compensation and the calibration
 
 
@@ -74,7 +76,9 @@ def scaled_mvm(run, x, scale, config, bound_retries=0, name="x", original=None):
     for attempt in range(bound_retries + 1):
         part = x if todo is None else x[todo]
         if kernels is not None:  # one compiled pass each way, the same IEEE operations
-            codes = scratch("codes", part.shape, np.int64)
+            # a reused array only where a fresh one would be faulted in (np.empty is faster below)
+            codes = scratch("codes", part.shape, np.int64) if part.size >= SCRATCH_SIZE else np.empty(
+                part.shape, dtype=np.int64)
             span = np.empty(len(part))
             if not kernels[0](part, part.view(np.int64), 2.0**attempt, float(config.x_max), codes, span):
                 require_finite(name, x if original is None else original)
@@ -154,6 +158,11 @@ class Block:
     def cells(self):
         """Index of the block in a ``(cols, rows)`` array of its tile."""
         return slice(self.col0, self.col0 + self.outs), slice(self.row0, self.row0 + self.ins)
+
+    @functools.cached_property  # per MVM on the hot path; a frozen dataclass caches it all the same
+    def window(self):
+        """The block's :class:`memxbar.protocol.Window` of its tile."""
+        return Window(self.row0, self.ins, self.col0, self.outs)
 
 
 class _Page:
@@ -365,6 +374,7 @@ class AnalogLinear:
         top = mapping.model.target_max(cfg) if mapping.model is not None else cfg.g_max
         self.blocks, self.scales = [], []
         self._top = top
+        self._cycles_per_mvm = cfg.cycles_per_mvm
         self._baseline = None
         self._factor = None
         self._gain_offset = None
@@ -409,11 +419,12 @@ class AnalogLinear:
         x = float_array("x", x, last_dim=ins, copy=False, finite=not single)
         batch = x.reshape(-1, ins)
         y = self.raw(batch, original=x)
-        if self.compensation == "calibrated":
+        compensation = self._compensation
+        if compensation == "calibrated":
             gain, offset = self._gain_offset
             y = (y - offset) / gain
-        elif self.compensation is not None:
-            y = y * self._factor[self.compensation]
+        elif compensation is not None:
+            y = y * self._factor[compensation]
         if self.bias is not None:
             y = y + self.bias
         return y.reshape(*x.shape[:-1], outs)
@@ -437,7 +448,7 @@ class AnalogLinear:
 
     def _run_block(self, block, scale, x, cfg, original=None):
         tile = self.mapping._tile_for(block.page)
-        window = Window(block.row0, block.ins, block.col0, block.outs)
+        window = block.window
         def run(codes):
             self._count(len(codes), block, cfg)
             return tile._run(codes, window)
@@ -449,7 +460,7 @@ class AnalogLinear:
         # array per MVM (it reads every cell), which overstates a small block's cost
         events = self.events
         events["mvms"] += mvms
-        events["cycles"] += mvms * cfg.cycles_per_mvm
+        events["cycles"] += mvms * self._cycles_per_mvm
         events["macs"] += mvms * block.ins * block.outs
         events["adc_conversions"] += mvms * block.outs
         events["dac_conversions"] += mvms * block.ins
