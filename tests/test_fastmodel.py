@@ -118,7 +118,8 @@ def test_exact_at_the_largest_sums(shape, use_numba):
         model.configure(9, ReadNoise.PER_READ, device.compile_program(cfg), device.compile_drift(cfg, 0.0))
         model.program_levels(g_plus, g_minus)
         model.variance[:] = V_MAX  # the largest variance code on every cell (state as the engine leaves it)
-        outputs.append(model.run_codes(x, 7))
+        # 3 MVMs: the small-batch kernel's int64 sums; 9: BLAS's float64 ones
+        outputs.append(np.vstack([model.run_codes(x, 7), model.run_codes(np.vstack([x] * 3), 7)]))
     assert np.array_equal(*outputs)
     assert models[1]._var_float is np.float64 and np.abs(outputs[0]).max() > 2**14
 
