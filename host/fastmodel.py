@@ -5,14 +5,18 @@ configuration, programming and drift it runs unchanged: they touch each cell onc
 not the hot path) with its MVM done another way:
 
 * **Exact floats on BLAS.** The column sums ``x @ (G+ - G-).T`` are integers below
-  ``rows * 2**(dac_bits - 1) * g_max <= 2**43``, and so are every partial sum: float64 holds
-  them exactly for every legal geometry, float32 whenever the bound (plus the ADC's rounding
-  half) stays below ``2**24`` (the default 64x64 tile: ``2**20``). The per-read variance sums
+  ``rows * x_max * g_max <= 2**43``, and so are every partial sum: float64 holds them exactly
+  for every legal geometry, float32 whenever the bound (plus the ADC's rounding half) stays
+  below ``2**24`` (the default 64x64 tile: ``2**20``). The per-read variance sums
   ``x**2 @ v.T`` reach ``2**52``: float64, or float32 where ``x_max**2`` times the largest
-  column sum of the cells' variance codes stays below ``2**24`` (checked whenever they change). The ADC's
-  power-of-two shift and its floor are exact in floats too.
-* **Cell-order matrices, cached.** ``(G+ - G-).T`` and the variances are rebuilt from the lane
-  layout only when programming, drift, CONFIG or a level write changes them.
+  column sum of the cells' variance codes stays below ``2**24`` (checked whenever they
+  change). The ADC's power-of-two shift and its floor are exact in floats too.
+* **Small batches without BLAS.** Up to ``SMALL_BATCH`` MVMs one compiled call does the
+  int64 sums, the noise and the ADC (a call's Python and BLAS plumbing cost more than the
+  arithmetic of a 64x64 MVM).
+* **Cell-order matrices, cached.** ``(G+ - G-).T`` and the variances (as floats and int64)
+  and the read-noise key are rebuilt only when programming, drift, CONFIG or a level write
+  changes them.
 * **Noise without Python loops.** One xoshiro128++ stream per MVM, three outputs per column in
   column order (:mod:`memxbar.protocol.physics`): with numba installed (``memxbar[fast]``), a
   compiled loop draws them and applies the read noise and the ADC in one pass; without it,
@@ -20,8 +24,10 @@ not the hot path) with its MVM done another way:
   several times slower). ``MEMXBAR_NUMBA=0`` forces the numpy path.
 * **No work for disabled noise**: no variance product in frozen mode or without read noise,
   no Gaussians when MVMs carry no noise.
-* **BLAS on one thread** for small products: measured on the 2-core development machine,
-  OpenBLAS's threads made a 1000x64x64 product 30x slower under load.
+* **Warm work arrays** (:mod:`memxbar.scratch`) for the temporaries of large batches.
+* **BLAS on one thread** for products OpenBLAS would thread (2**18 to 2**27 multiply-adds):
+  measured on the 2-core development machine, its threads made a 1000x64x64 product 30x
+  slower under load.
 
 ``tests/test_fastmodel.py`` holds it bit-identical to the oracle.
 """
