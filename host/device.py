@@ -241,9 +241,10 @@ class Tile:
         which also serves the mapping compiler's layers).
         """
         (outs, ins), scale = self._programmed()
-        x = float_array("x", x, last_dim=ins, copy=False)
+        x = float_array("x", x, last_dim=ins, copy=False, finite=False)  # scaled_mvm finds NaN
         window = Window(0, ins, 0, outs)
-        y = scaled_mvm(lambda codes: self._run(codes, window), x.reshape(-1, ins), scale, self.config)
+        y = scaled_mvm(lambda codes: self._run(codes, window), x.reshape(-1, ins), scale, self.config,
+                       original=x)
         return y.reshape(*x.shape[:-1], outs)
 
     def _programmed(self):
@@ -256,8 +257,9 @@ class Tile:
         """RUN at the tile's read index; the index moves on whether or not the link delivered,
         so the next RUN draws what ``model://`` draws for it."""
         backend = self._use("run MVMs")
-        reads = self.indices.reads
-        self.indices = replace(self.indices, reads=reads + len(codes))
+        indices = self.indices
+        reads = indices.reads
+        self.indices = NoiseIndices(indices.writes, indices.drifts, reads + len(codes))  # replace() is slow
         try:
             return backend.run_codes(self.index, codes, window, reads)
         except StaleDevice:

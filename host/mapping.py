@@ -20,6 +20,8 @@ outside it are 0, so the other blocks' cells, however noisy, add nothing.
 """
 
 import copy
+import functools
+import os
 import warnings
 from dataclasses import dataclass
 
@@ -27,7 +29,8 @@ import numpy as np
 
 from .errors import StaleState
 from .protocol import Window
-from .validate import float_array
+from .scratch import scratch
+from .validate import float_array, require_finite
 
 __all__ = ["COMPENSATIONS", "WINDOW_EVENTS", "AnalogLinear", "Block", "Mapping", "differential_levels",
            "scaled_mvm"]
@@ -41,6 +44,7 @@ COMPENSATIONS = (None, "global", "column", "calibrated")
 #: Events of a layer's RUNs counted on the host for the cells of their windows (AnalogLinear.events).
 WINDOW_EVENTS = ("mvms", "cycles", "macs", "adc_conversions", "dac_conversions")
 
+SCRATCH_SIZE = 1 << 14  # elements from which a work array is reused (memxbar.scratch)
 PROBES = 16  # reference vectors of the per-column compensation and the calibration
 
 
@@ -51,38 +55,83 @@ def differential_levels(weights, top):
     return np.clip(np.round(scale * weights), 0, top), np.clip(np.round(-scale * weights), 0, top), scale
 
 
-def scaled_mvm(run, x, scale, config, bound_retries=0):
+def scaled_mvm(run, x, scale, config, bound_retries=0, name="x", original=None):
     """``W x`` of float vectors ``x`` ``(batch, in)`` through ``run(codes) -> ADC codes``.
 
     Noise management: each vector is divided by its largest magnitude onto the DAC codes.
     Bound management: a vector whose outputs reach the ADC's rail runs again with its input
     range doubled, up to ``bound_retries`` times. The codes come back as floats, times
     ``2**adc_shift * range / (x_max * scale)`` (``scale``: levels per weight unit).
+    ``run`` returns a new array (as backends do), which may become the result's memory.
+
+    ``x`` need not have been checked for NaN and infinities: the per-vector peaks find them
+    before anything runs (a ``ValueError`` about ``name``, indexed as in ``original``, the
+    array ``x`` was reshaped from), so the inputs are read once less.
     """
-    # one reduction of |x| beats two of x (max and min) along rows of ~64: measured 73 vs 122 us
-    peak = np.abs(x).max(axis=1)
-    peak[peak == 0] = 1.0
+    kernels = _scale_kernels()
     unit = 2.0**config.adc_shift / (config.x_max * scale)
     out = None
     todo = None  # every vector
+    peak = None
     for attempt in range(bound_retries + 1):
-        span = peak if todo is None else peak[todo] * 2.0**attempt  # halved signal per retry
         part = x if todo is None else x[todo]
-        codes = part * (config.x_max / span)[:, None]
-        np.round(codes, out=codes)
-        adc = run(codes.astype(np.int64))
-        y = np.multiply(adc, (unit * span)[:, None])  # int64 codes to float64 in one pass
+        if kernels is not None:  # one compiled pass each way, the same IEEE operations
+            # a reused array only where a fresh one would be faulted in (np.empty is faster below)
+            codes = scratch("codes", part.shape, np.int64) if part.size >= SCRATCH_SIZE else np.empty(
+                part.shape, dtype=np.int64)
+            span = np.empty(len(part))
+            if not kernels[0](part, part.view(np.int64), 2.0**attempt, float(config.x_max), codes, span):
+                require_finite(name, x if original is None else original)
+            adc = run(codes)
+            # the floats overwrite the codes they come from: one fresh array a call, not two
+            y = adc.view(np.float64) if adc.dtype == np.int64 and adc.flags.writeable else np.empty(adc.shape)
+            rail = np.empty(len(adc), dtype=np.bool_)
+            kernels[1](adc, unit, span, config.y_max, y, rail)
+        else:
+            if peak is None:
+                # one reduction of |x| beats two of x (max and min) along rows of ~64
+                peak = np.abs(x).max(axis=1)
+                if not np.isfinite(peak).all():
+                    require_finite(name, x if original is None else original)
+                peak[peak == 0] = 1.0
+            span = peak if todo is None else peak[todo] * 2.0**attempt  # halved signal per retry
+            codes = part * (config.x_max / span)[:, None]
+            np.round(codes, out=codes)
+            adc = run(codes.astype(np.int64))
+            y = np.multiply(adc, (unit * span)[:, None])  # int64 codes to float64 in one pass
+            rail = None
         if todo is None:
             out = y
         else:
             out[todo] = y
         if attempt == bound_retries:
             break
-        clipped = np.flatnonzero((adc.max(axis=1) >= config.y_max) | (adc.min(axis=1) <= -config.y_max))
+        if rail is None:
+            rail = (adc.max(axis=1) >= config.y_max) | (adc.min(axis=1) <= -config.y_max)
+        clipped = np.flatnonzero(rail)
         todo = clipped if todo is None else todo[clipped]
         if not len(todo):
             break
     return out
+
+
+_compiled = []
+
+
+def _scale_kernels():
+    """``(quantise, dequantise)`` of :mod:`memxbar.fastscale`, or ``None`` without numba or with
+    ``MEMXBAR_NUMBA=0``."""
+    if not _compiled:
+        kernels = None
+        if os.environ.get("MEMXBAR_NUMBA", "1") != "0":
+            try:
+                from .fastscale import dequantise, quantise
+            except ImportError:
+                pass
+            else:
+                kernels = (quantise, dequantise)
+        _compiled.append(kernels)
+    return _compiled[0]
 
 
 @dataclass(frozen=True)
@@ -109,6 +158,11 @@ class Block:
     def cells(self):
         """Index of the block in a ``(cols, rows)`` array of its tile."""
         return slice(self.col0, self.col0 + self.outs), slice(self.row0, self.row0 + self.ins)
+
+    @functools.cached_property  # per MVM on the hot path; a frozen dataclass caches it all the same
+    def window(self):
+        """The block's :class:`memxbar.protocol.Window` of its tile."""
+        return Window(self.row0, self.ins, self.col0, self.outs)
 
 
 class _Page:
@@ -320,6 +374,7 @@ class AnalogLinear:
         top = mapping.model.target_max(cfg) if mapping.model is not None else cfg.g_max
         self.blocks, self.scales = [], []
         self._top = top
+        self._cycles_per_mvm = cfg.cycles_per_mvm
         self._baseline = None
         self._factor = None
         self._gain_offset = None
@@ -358,44 +413,54 @@ class AnalogLinear:
     def __call__(self, x):
         """``(..., in)`` floats -> ``(..., out)`` floats."""
         outs, ins = self.weight.shape
-        x = float_array("x", x, last_dim=ins, copy=False)
+        # one block sees every input before it runs: its scaled_mvm finds NaN (one pass less);
+        # with several, a bad input in a later block must be refused before the first runs
+        single = len(self.blocks) == 1
+        x = float_array("x", x, last_dim=ins, copy=False, finite=not single)
         batch = x.reshape(-1, ins)
-        y = self.raw(batch)
-        if self.compensation == "calibrated":
+        y = self.raw(batch, original=x)
+        compensation = self._compensation
+        if compensation == "calibrated":
             gain, offset = self._gain_offset
             y = (y - offset) / gain
-        elif self.compensation is not None:
-            y = y * self._factor[self.compensation]
+        elif compensation is not None:
+            y = y * self._factor[compensation]
         if self.bias is not None:
             y = y + self.bias
         return y.reshape(*x.shape[:-1], outs)
 
-    def raw(self, x):
-        """``W x`` as the tiles compute it, no compensation, no bias: ``(batch, in)`` -> ``(batch, out)``."""
+    def raw(self, x, original=None):
+        """``W x`` as the tiles compute it, no compensation, no bias: ``(batch, in)`` -> ``(batch, out)``.
+
+        ``x`` must be finite unless the layer has one block (whose run checks it, naming
+        ``original``'s indices).
+        """
         mapping = self.mapping
         mapping._need_programmed()
         cfg = mapping.config
+        if len(self.blocks) == 1:  # the block's floats are the result: no zeros to add them to
+            return self._run_block(self.blocks[0], self.scales[0], x, cfg, original)
         y = np.zeros((len(x), self.weight.shape[0]))
         for block, scale in zip(self.blocks, self.scales, strict=True):
             part = x[:, block.in0:block.in0 + block.ins]
             y[:, block.out0:block.out0 + block.outs] += self._run_block(block, scale, part, cfg)
         return y
 
-    def _run_block(self, block, scale, x, cfg):
+    def _run_block(self, block, scale, x, cfg, original=None):
         tile = self.mapping._tile_for(block.page)
-        window = Window(block.row0, block.ins, block.col0, block.outs)
+        window = block.window
         def run(codes):
             self._count(len(codes), block, cfg)
             return tile._run(codes, window)
 
-        return scaled_mvm(run, x, scale, cfg, self.mapping.bound_retries)
+        return scaled_mvm(run, x, scale, cfg, self.mapping.bound_retries, original=original)
 
     def _count(self, mvms, block, cfg):
         # what the window uses, counted on the host: the device's counters count the whole
         # array per MVM (it reads every cell), which overstates a small block's cost
         events = self.events
         events["mvms"] += mvms
-        events["cycles"] += mvms * cfg.cycles_per_mvm
+        events["cycles"] += mvms * self._cycles_per_mvm
         events["macs"] += mvms * block.ins * block.outs
         events["adc_conversions"] += mvms * block.outs
         events["dac_conversions"] += mvms * block.ins

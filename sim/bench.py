@@ -24,7 +24,8 @@ SHAPE = 64  # the default tile: 64 inputs x 64 outputs
 GOALS = {"matvec batch 1, per_read PCM": "<= 30 us a call",
          "matvec batch 1000, ideal": ">= 2,000,000 MVMs/s",
          "matvec batch 1000, frozen PCM": ">= 1,000,000 MVMs/s",
-         "matvec batch 1000, per_read PCM": ">= 1,000,000 MVMs/s"}
+         "matvec batch 1000, per_read PCM": ">= 1,000,000 MVMs/s",
+         "mapping layer": "no slower than the tile"}
 
 
 def _rate(call, seconds):
@@ -78,12 +79,16 @@ def model_rates(batch, seconds):
             tile.program(weights)
             tile.drift(3600.0)
             rates[f"matvec, {mode} PCM"] = _rate(lambda: tile.matvec(x), seconds)
-    with memxbar.open(f"model://?rows={SHAPE}&cols={SHAPE}") as dev:
-        mapping = Mapping(dev, memxbar.PCM(), seed=1, read_noise="per_read")
-        layer = mapping.add(weights)
-        mapping.program()
-        mapping.drift(3600.0)
-        rates["mapping layer, per_read PCM"] = _rate(lambda: layer(x), seconds)
+    # bound_retries=0: the tile's work (Tile.matvec has no bound management); the default
+    # reruns the vectors whose outputs hit the ADC's rail, so it runs more MVMs than ``batch``
+    for retries in (0, 3):
+        with memxbar.open(f"model://?rows={SHAPE}&cols={SHAPE}") as dev:
+            mapping = Mapping(dev, memxbar.PCM(), seed=1, read_noise="per_read", bound_retries=retries)
+            layer = mapping.add(weights)
+            mapping.program()
+            mapping.drift(3600.0)
+            name = f"mapping layer, per_read PCM, bound_retries={retries}"
+            rates[name] = _rate(lambda layer=layer: layer(x), seconds)
     return rates
 
 
@@ -97,7 +102,7 @@ def model_figures(seconds):
               f"MVMs/s; on one BLAS thread {reference * 1e6:.2f} us, {batch / reference:,.0f} MVMs/s "
               f"(the ratios below)")
         for name, per_call in model_rates(batch, seconds).items():
-            print(f"    {name:<30}{per_call * 1e6:>11.2f} us a call{batch / per_call:>14,.0f} MVMs/s"
+            print(f"    {name:<50}{per_call * 1e6:>11.2f} us a call{batch / per_call:>14,.0f} MVMs/s"
                   f"{per_call / reference:>8.1f}x numpy")
     print("  goals: " + "; ".join(f"{name} {goal}" for name, goal in GOALS.items()))
 

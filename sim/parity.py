@@ -6,6 +6,9 @@ unpacked 1.2.0 sdist without building aihwkit's C++ engine::
     pip download --no-deps aihwkit==1.2.0 && tar xzf aihwkit-1.2.0.tar.gz
     python -m memxbar.sim.parity --aihwkit-src aihwkit-1.2.0/src
 
+(where pip cannot prepare the sdist's metadata without aihwkit's C++ toolchain, the ``src/``
+of a clone of github.com/IBM/aihwkit serves the same way).
+
 For each conductance band and time it programs 2 x 64 x 64 devices to the band's level on
 ``model://`` (frozen read noise, aihwkit's semantics) and the same number through aihwkit
 (``apply_programming_noise_to_conductance``, ``generate_drift_coefficients``,

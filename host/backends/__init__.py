@@ -59,8 +59,8 @@ class Backend(ABC):
 
     @abstractmethod
     def run_codes(self, tile, x_codes, window, read_index):
-        """MVMs of a batch ``(batch, window rows)`` -> ADC codes ``(batch, window cols)``; MVM
-        ``b`` draws the noise of read ``read_index + b``."""
+        """MVMs of a batch ``(batch, window rows)`` -> ADC codes ``(batch, window cols)``, a new
+        array the caller may overwrite; MVM ``b`` draws the noise of read ``read_index + b``."""
 
     # Device physics (memxbar.protocol.physics). A backend without a device engine is ideal.
 
