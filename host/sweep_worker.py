@@ -126,10 +126,9 @@ def _schedule(spec, task, payload, device, url):
     for t, compensation in spec["schedule"]:
         point_started = time.perf_counter()
         if t != now:
-            mapping.drift(t)
+            network.drift(analog, mapping, t)
             now = t
-        for layer in mapping.layers:
-            layer.compensation = None if compensation == "none" else compensation
+        network.compensate(analog, mapping, None if compensation == "none" else compensation)
         before = device.counters()
         metrics = network.metrics(analog, data)
         events = _delta(device.counters(), before)
