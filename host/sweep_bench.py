@@ -69,11 +69,11 @@ def _plain_loop(grid):
     spec = {"network": net, "network_name": net.name, "device_class": device_class(grid.device),
             "device_name": "", "schedule": grid.schedule(), "read_noise": grid.read_noise,
             "clock_mhz": float(grid.clock_mhz), "version": "", "grid_hash": ""}
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.thread_time()
     with memxbar.open(grid.backend) as device, threadpool_limits(limits=1):
         for task in grid.tasks():
             _schedule(spec, task, payload, device, grid.backend)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.thread_time() - cpu_started
 
 
 def _noop():
@@ -112,16 +112,18 @@ def main(argv=None):
                            output=args.out if workers == 2 else None, resume=False)
             noop = _per_task_overhead(client)
         busy = sum(rows[0]["task_s"] for rows in _by_task(result))
+        cpu = sum(rows[0]["task_cpu_s"] for rows in _by_task(result))
         overhead = (result.meta["tasks_s"] * workers - busy) / tasks
         runs[workers] = result
         print(f"{workers} worker(s): {result.meta['tasks_s']:.1f} s for the tasks "
               f"({result.meta['seconds']:.1f} s with cluster start and device probe); inside tasks "
               f"{busy:.1f} s ({busy / tasks * 1e3:.0f} ms per task); idle or overhead "
-              f"{overhead * 1e3:.0f} ms per task; a no-op task {noop * 1e3:.2f} ms; {_load()}")
+              f"{overhead * 1e3:.0f} ms per task; a no-op task {noop * 1e3:.2f} ms; CPU inside tasks "
+              f"{cpu:.1f} s, {cpu / result.meta['tasks_s']:.2f} cores' worth over the run; {_load()}")
     if not args.no_loop:
-        loop = _plain_loop(grid)
-        print(f"plain loop, no Dask, BLAS on 1 thread: {loop:.1f} s ({loop / tasks * 1e3:.0f} ms per task); "
-              f"{_load()}")
+        loop, loop_cpu = _plain_loop(grid)
+        print(f"plain loop, no Dask, BLAS on 1 thread: {loop:.1f} s ({loop / tasks * 1e3:.0f} ms per task), "
+              f"CPU {loop_cpu:.1f} s; {_load()}")
     print(f"numpy reference after: {_numpy_reference():.0f} matmuls/s")
     same = runs[1].table() == runs[2].table()
     print(f"speed-up 2 vs 1 workers: {runs[1].meta['tasks_s'] / runs[2].meta['tasks_s']:.2f}x; "

@@ -80,6 +80,7 @@ def test_rows_carry_counters_costs_and_keys(threads):
     row = result.rows[0]
     assert row["mvms"] >= 2 * 40 and row["macs"] > 0 and row["energy_pj_per_inference"] > 0
     assert row["latency_us_per_inference"] == pytest.approx(row["cycles"] / 40 / 30.0)
+    assert 0 < row["task_cpu_s"] <= row["task_s"] + 0.01  # the task thread's CPU, within its wall time
     assert row["programming_write_pulses"] >= 2 * (32 * 64 + 10 * 32)
     assert row["build_id"] == f"{memxbar.open('model://').info.build_id:08x}"
     assert row["backend"] == "model://" and row["memxbar_version"] == memxbar.__version__
