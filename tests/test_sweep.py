@@ -307,7 +307,9 @@ def test_the_cnn_gives_the_same_table_on_one_and_two_worker_processes(processes)
     assert one.table() == two.table() and not one.failed
     assert len(one.rows) == 2 * 2 * 2 and len({row["worker"] for row in two.rows}) == 2
     assert len({row["accuracy"] for row in one.rows}) > 3  # seeds, knobs and compensations tell apart
-    assert one.rows[0]["network"] == "mnist1d-cnn16-v2" and one.meta["float"]["accuracy"] > 0.8
+    from memxbar.demo import RECIPE
+
+    assert one.rows[0]["network"] == f"mnist1d-{RECIPE}" and one.meta["float"]["accuracy"] > 0.8
     # the demo's per-inference MVMs: 20 + 10 + 5 for the convolutions, 2 for the classifier
     assert one.rows[0]["mvms"] == 37 * 100
 
