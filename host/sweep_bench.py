@@ -116,7 +116,7 @@ def main(argv=None):
         overhead = (result.meta["tasks_s"] * workers - busy) / tasks
         runs[workers] = result
         print(f"{workers} worker(s): {result.meta['tasks_s']:.1f} s for the tasks "
-              f"({result.meta['seconds']:.1f} s with cluster start and device probe); inside tasks "
+              f"({result.meta['seconds']:.1f} s with the device probe and the scatter); inside tasks "
               f"{busy:.1f} s ({busy / tasks * 1e3:.0f} ms per task); idle or overhead "
               f"{overhead * 1e3:.0f} ms per task; a no-op task {noop * 1e3:.2f} ms; CPU inside tasks "
               f"{cpu:.1f} s, {cpu / result.meta['tasks_s']:.2f} cores' worth over the run; {_load()}")
