@@ -16,8 +16,9 @@ def add_arguments(parser):
     """The ``sweep`` subcommand's arguments on ``parser``."""
     parser.add_argument("grid", nargs="?", help="grid file (.yaml, .yml or .json); flags override its fields")
     what = parser.add_argument_group("what to sweep")
-    what.add_argument("--network", help="digits-mlp (the demo's main job, default) or module:function "
-                      "returning a memxbar.sweep_networks.Network")
+    what.add_argument("--network", help="mnist1d-cnn (the demo's main job, default), mnist1d-cnn-hwa (its "
+                      "hardware-aware fine-tune), digits-mlp, or module:function returning a "
+                      "memxbar.sweep_networks.Network")
     what.add_argument("--model", help="your own model factory or checkpoint as module:function (with "
                       "--evaluate and --data)")
     what.add_argument("--evaluate", help="your metric as module:function(model, data) -> float or dict")

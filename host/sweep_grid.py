@@ -95,7 +95,8 @@ class Task:
 
 @dataclass
 class Grid:
-    """What a sweep sweeps. Every field has a default: ``Grid()`` is the demo's PCM job at 10 seeds.
+    """What a sweep sweeps. Every field has a default: ``Grid()`` is the demo's main job (its CNN
+    on PCM) at 10 seeds.
 
     Parameters
     ----------
@@ -122,7 +123,7 @@ class Grid:
         Board clock of the latency estimate.
     """
 
-    network: str = "digits-mlp"
+    network: str = "mnist1d-cnn"
     backend: str = "model://"
     device: str = "pcm"
     params: dict = field(default_factory=dict)

@@ -3,26 +3,30 @@
 A network is three functions. ``load()`` returns the payload, ``(float model, data)``: it
 runs once per sweep on the client, and the payload is shipped to every worker once.
 ``program(payload, device, device_model, seed, read_noise)`` maps the float model onto a
-device, programs it and returns ``(analog, mapping)``. ``evaluate(analog, data)`` returns
-the metric, a float or a dict of floats. Networks are found by name (:data:`NETWORKS`), as an
+device, programs it and returns ``(analog, mapping)``; ``drift`` and ``compensate`` age it and
+switch its drift compensation through the analog model's own verbs. ``evaluate(analog, data)``
+returns the metric, a float or a dict of floats. Networks are found by name (:data:`NETWORKS`), as an
 importable ``module:function`` returning a :class:`Network`, or built from the user's own
 model factory and metric with :func:`network_from`.
 
 The float model a network loads may be a list of ``(W, b)`` pairs (a ReLU MLP, weights shaped
-``(out, in)`` like ``nn.Linear``), a ``torch.nn.Module`` (its ``nn.Linear`` layers go on tiles
-through :func:`memxbar.torch.convert`) or the path of a checkpoint of either (``.npz`` with
-``w0, b0, w1, b1, ...``; ``.pt`` / ``.pth`` holding a whole module).
+``(out, in)`` like ``nn.Linear``), a ``torch.nn.Module`` (its ``nn.Linear``, ``nn.Conv1d`` and
+``nn.Conv2d`` layers go on tiles through :func:`memxbar.torch.convert`) or the path of a
+checkpoint of either (``.npz`` with ``w0, b0, w1, b1, ...``; ``.pt`` / ``.pth`` holding a
+whole module).
 """
 
 import copy
+import functools
 import importlib
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 
 from .mapping import Mapping
 
-__all__ = ["MLP", "NETWORKS", "Network", "accuracy", "digits_mlp", "network_from", "resolve",
+__all__ = ["MLP", "NETWORKS", "Network", "accuracy", "digits_mlp", "mnist1d_cnn", "network_from", "resolve",
            "resolve_callable"]
 
 
@@ -43,7 +47,8 @@ class MLP:
 def accuracy(model, data):
     """Top-1 accuracy of ``model`` (numpy or torch, inputs -> logits) on ``data = (x, y)``."""
     x, y = data
-    logits = model(_like_model(model, x))
+    with _no_grad(model):
+        logits = model(_like_model(model, x))
     logits = logits.detach().cpu().numpy() if hasattr(logits, "detach") else np.asarray(logits)
     return float(np.mean(np.argmax(logits, axis=-1) == np.asarray(y)))
 
@@ -54,6 +59,15 @@ def _like_model(model, x):
 
         return torch.as_tensor(np.asarray(x), dtype=torch.float32)
     return x
+
+
+def _no_grad(model):
+    """``torch.no_grad()`` for a torch model: an evaluation builds no autograd graph."""
+    if _is_torch_module(model):
+        import torch
+
+        return torch.no_grad()
+    return nullcontext()
 
 
 def _is_torch_module(obj):
@@ -130,6 +144,21 @@ class Network:
         mapping.program()
         return analog, mapping
 
+    @staticmethod
+    def drift(analog, mapping, t):
+        """Age ``analog`` to ``t`` seconds after programming (a torch model through its own verb)."""
+        if hasattr(analog, "drift_analog_weights"):
+            analog.drift_analog_weights(t)  # keeps the layers' view of their tiles current
+        else:
+            mapping.drift(t)
+
+    @staticmethod
+    def compensate(analog, mapping, compensation):
+        """Evaluate ``analog`` from now on with drift ``compensation`` (``None`` for none)."""
+        layers = analog.analog_layers() if hasattr(analog, "analog_layers") else mapping.layers
+        for layer in layers:
+            layer.compensation = compensation
+
     def float_model(self, payload):
         """The float model of ``payload`` as ``evaluate`` takes it (the reference line of a plot)."""
         model, _ = payload
@@ -199,8 +228,30 @@ def digits_mlp(hidden=32):
     return Network(f"digits-mlp-{hidden}", lambda: trained_mlp(hidden, say=lambda line: None), data)
 
 
+def mnist1d_cnn(hardware_aware=False):
+    """The main job of ``memxbar demo``: its 1-d CNN on mnist1d (the 1,000 test signals).
+
+    The float-trained network, or with ``hardware_aware`` its hardware-aware fine-tune; both
+    trained once and cached by :func:`memxbar.demo.trained_cnns`. The name carries the demo's
+    training recipe, so a retrained network never resumes from an old sweep's rows.
+    """
+    from . import demo
+
+    def model():
+        float_net, hwa_net = demo.trained_cnns(say=lambda line: None)
+        return hwa_net if hardware_aware else float_net
+
+    def data():
+        _, _, x_test, y_test = demo.load_mnist1d()
+        return x_test, y_test
+
+    return Network(f"mnist1d-{demo.RECIPE}{'-hwa' if hardware_aware else ''}", model, data)
+
+
 #: networks by name; each value builds a :class:`Network`
-NETWORKS = {"digits-mlp": digits_mlp}
+NETWORKS = {"mnist1d-cnn": mnist1d_cnn,
+            "mnist1d-cnn-hwa": functools.partial(mnist1d_cnn, hardware_aware=True),
+            "digits-mlp": digits_mlp}
 
 
 def resolve_callable(text, what):

@@ -15,7 +15,7 @@ import numpy as np
 __all__ = ["PLACEMENT", "SweepResult", "read_previous", "stem"]
 
 #: columns that depend on where and when a point ran, not on the point
-PLACEMENT = ("wall_s", "task_s", "worker", "backend")
+PLACEMENT = ("wall_s", "task_s", "task_cpu_s", "worker", "backend")
 
 
 def stem(output):

@@ -75,7 +75,7 @@ def probe():
 
 def run_task(spec, task, payload):
     """Rows of one task: program, then every (time, compensation) of the schedule. Never raises."""
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.thread_time()
     worker = get_worker()
     try:
         # BLAS one thread per worker: the workers are the parallelism (Dask's nanny sets the
@@ -85,8 +85,11 @@ def run_task(spec, task, payload):
     except Exception as error:  # this task's points fail, the sweep goes on: the rows say why
         rows = failed_rows(spec, task, f"{type(error).__name__}: {error}")
     task_s = round(time.perf_counter() - started, 4)
+    # the CPU this task's thread got (its BLAS and PyTorch run in it, one thread each): beside
+    # task_s it tells a loaded machine from a slow task
+    task_cpu_s = round(time.thread_time() - cpu_started, 4)
     for row in rows:
-        row["task_s"] = task_s
+        row["task_s"], row["task_cpu_s"] = task_s, task_cpu_s
         row["worker"] = worker.address
     return rows
 
@@ -126,10 +129,9 @@ def _schedule(spec, task, payload, device, url):
     for t, compensation in spec["schedule"]:
         point_started = time.perf_counter()
         if t != now:
-            mapping.drift(t)
+            network.drift(analog, mapping, t)
             now = t
-        for layer in mapping.layers:
-            layer.compensation = None if compensation == "none" else compensation
+        network.compensate(analog, mapping, None if compensation == "none" else compensation)
         before = device.counters()
         metrics = network.metrics(analog, data)
         events = _delta(device.counters(), before)

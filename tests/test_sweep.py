@@ -21,7 +21,8 @@ from memxbar.sweep_results import PLACEMENT  # noqa: E402
 
 QUIET = {"progress": False, "say": lambda line: None}
 # RRAM with enough noise that seeds and compensations give different accuracies
-TINY = {"device": "rram", "params": {"read_noise": [0.05, 0.2], "nu": 0.05, "prog_noise": 0.1},
+TINY = {"network": "digits-mlp", "device": "rram",
+        "params": {"read_noise": [0.05, 0.2], "nu": 0.05, "prog_noise": 0.1},
         "seeds": 3, "times": [1, "1 day"], "compensation": ["none", "global"], "samples": 40}
 
 
@@ -79,6 +80,7 @@ def test_rows_carry_counters_costs_and_keys(threads):
     row = result.rows[0]
     assert row["mvms"] >= 2 * 40 and row["macs"] > 0 and row["energy_pj_per_inference"] > 0
     assert row["latency_us_per_inference"] == pytest.approx(row["cycles"] / 40 / 30.0)
+    assert 0 < row["task_cpu_s"] <= row["task_s"] + 0.01  # the task thread's CPU, within its wall time
     assert row["programming_write_pulses"] >= 2 * (32 * 64 + 10 * 32)
     assert row["build_id"] == f"{memxbar.open('model://').info.build_id:08x}"
     assert row["backend"] == "model://" and row["memxbar_version"] == memxbar.__version__
@@ -224,8 +226,8 @@ def test_grid_order_and_hash():
 
 def test_cli_yaml_grid_writes_csv_json_and_plot(tmp_path, capsys):
     grid = tmp_path / "grid.yaml"
-    grid.write_text("device: rram\nparams:\n  read_noise: [0.05, 0.2]\nseeds: 2\ntimes: [1 s, 1 day]\n"
-                    "compensation: [none, global]\nsamples: 30\n")
+    grid.write_text("network: digits-mlp\ndevice: rram\nparams:\n  read_noise: [0.05, 0.2]\nseeds: 2\n"
+                    "times: [1 s, 1 day]\ncompensation: [none, global]\nsamples: 30\n")
     out = tmp_path / "run"
     assert main(["sweep", str(grid), "--workers", "1", "--param", "nu=0.05", "--out", str(out), "--quiet",
                  "--json"]) == 0
@@ -246,8 +248,8 @@ def test_cli_yaml_grid_writes_csv_json_and_plot(tmp_path, capsys):
 ])
 def test_cli_bad_input_is_one_line(args, message, capsys, tmp_path, monkeypatch):
     monkeypatch.setattr(importlib.import_module("memxbar.sweep"), "CONNECT_TIMEOUT_S", 1)
-    assert main(["sweep", "--seeds", "1", "--samples", "10", "--quiet", "--out", str(tmp_path / "x"),
-                 *args]) == 2
+    assert main(["sweep", "--network", "digits-mlp", "--seeds", "1", "--samples", "10", "--quiet",
+                 "--out", str(tmp_path / "x"), *args]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
 
@@ -289,3 +291,48 @@ def test_cli_on_an_existing_scheduler(processes, tmp_path, capsys):
     rows = json.loads((tmp_path / "run.json").read_text())["rows"]
     local = sweep({**TINY, "seeds": 2}, workers=1, **QUIET)
     assert [{k: v for k, v in row.items() if k not in PLACEMENT} for row in rows] == local.table()
+
+
+# the main job: the demo's CNN on mnist1d under PCM with aihwkit's sensitivity knobs
+CNN = {"network": "mnist1d-cnn", "device": "pcm",
+       "params": {"read_noise_scale": [1.0, 3.0], "drift_scale": 2.0},
+       "seeds": 2, "times": ["1 day"], "compensation": ["none", "global"], "samples": 100}
+
+
+def test_the_cnn_gives_the_same_table_on_one_and_two_worker_processes(processes):
+    pytest.importorskip("torch")
+    pytest.importorskip("mnist1d")
+    one = sweep(CNN, workers=1, processes=False, **QUIET)  # one worker in this process, two elsewhere
+    two = sweep(CNN, client=processes, **QUIET)
+    assert one.table() == two.table() and not one.failed
+    assert len(one.rows) == 2 * 2 * 2 and len({row["worker"] for row in two.rows}) == 2
+    assert len({row["accuracy"] for row in one.rows}) > 3  # seeds, knobs and compensations tell apart
+    from memxbar.demo import RECIPE
+
+    assert one.rows[0]["network"] == f"mnist1d-{RECIPE}" and one.meta["float"]["accuracy"] > 0.8
+    # the demo's per-inference MVMs: 20 + 10 + 5 for the convolutions, 2 for the classifier
+    assert one.rows[0]["mvms"] == 37 * 100
+
+
+def test_a_cnn_point_is_the_demos_procedure_on_a_fresh_device(threads):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("mnist1d")
+    from memxbar.demo import load_mnist1d, trained_cnns
+    from memxbar.torch import convert_to_analog
+
+    result = sweep({**CNN, "seeds": [1]}, client=threads, **QUIET)
+    float_net, _ = trained_cnns(say=lambda line: None)
+    _, _, x, y = load_mnist1d()
+    x, y = torch.from_numpy(x[:100]), y[:100]
+    with memxbar.open("model://") as dev:
+        expected = []
+        for scale in (1.0, 3.0):
+            analog = convert_to_analog(float_net, dev, memxbar.PCM(read_noise_scale=scale, drift_scale=2.0),
+                                       seed=1)
+            analog.drift_analog_weights(86400.0)
+            for compensation in (None, "global"):
+                for layer in analog.analog_layers():
+                    layer.compensation = compensation
+                with torch.no_grad():
+                    expected.append(float(np.mean(analog(x).argmax(dim=1).numpy() == y)))
+    assert [row["accuracy"] for row in result.rows] == expected
