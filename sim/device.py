@@ -81,12 +81,19 @@ class SimulatedDevice:
             raise ValueError(f"waves are written as FST: give a file name ending in .fst, not {str(waves)!r}")
         harness = Path(__file__).with_name("serve.cpp")
         if top == "bytes":
-            component, defines = ByteTop(self.config, max_payload), ["MEMXBAR_BYTE_TOP"]
+            defines, recipe = ["MEMXBAR_BYTE_TOP"], {"max_payload": max_payload}
+
+            def make():
+                return _WithoutReset(ByteTop(self.config, max_payload))
         else:
-            component, defines = Top(self.config, divisor, max_payload), []
-        component = _WithoutReset(component)
-        executable = verilator.build_standalone(component, f"memxbar_{top}_top", harness, defines=defines,
-                                                trace=self.waves is not None, ports=component.ports)
+            defines, recipe = [], {"max_payload": max_payload, "divisor": divisor}
+
+            def make():
+                return _WithoutReset(Top(self.config, divisor, max_payload))
+        # the recipe finds a cached build without converting the gateware to Verilog again
+        executable = verilator.build_standalone(make, f"memxbar_{top}_top", harness, defines=defines,
+                                                trace=self.waves is not None,
+                                                recipe={"config": self.config.as_dict(), **recipe})
         command = [executable, str(divisor), str(port)]
         if self.waves is not None:
             self.waves.parent.mkdir(parents=True, exist_ok=True)

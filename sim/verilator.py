@@ -29,6 +29,7 @@ __all__ = [
     "build_standalone",
     "cache_root",
     "check_fst_support",
+    "gateware_digest",
     "prepare_environment",
     "waves_folder",
     "waves_requested",
@@ -208,7 +209,23 @@ SPEED_FLAGS = ("-O3", "--x-assign", "fast", "--x-initial", "fast")
 SPEED_MAKE = ("OPT_FAST=-O3",)
 
 
-def build_standalone(component, toplevel, harness, cache=None, *, defines=(), trace=False, ports=None):
+def gateware_digest():
+    """A hash of every source the Verilog of a memxbar top comes from: the packages
+    ``memxbar.hdl`` and ``memxbar.protocol`` and this package's simulation wrappers."""
+    import memxbar.hdl
+    import memxbar.protocol
+
+    digest = hashlib.sha256()
+    for root in (Path(memxbar.hdl.__file__).parent, Path(memxbar.protocol.__file__).parent):
+        for path in sorted(root.rglob("*.py")):
+            digest.update(f"{root.name}/{path.relative_to(root)}\0".encode())
+            digest.update(path.read_bytes())
+    digest.update(Path(__file__).with_name("device.py").read_bytes())
+    return digest.hexdigest()
+
+
+def build_standalone(component, toplevel, harness, cache=None, *, defines=(), trace=False, ports=None,
+                     recipe=None):
     """Compile ``component`` with a C++ ``harness`` (its ``main``) into a plain executable.
 
     No cocotb, no VPI: what Verilator itself delivers. ``defines`` are preprocessor symbols
@@ -216,20 +233,43 @@ def build_standalone(component, toplevel, harness, cache=None, *, defines=(), tr
     harness then writes waves when asked), cached apart from the untraced build, which stays
     as fast as before. ``ports``: the top's ports, for an ``Elaboratable`` that is no
     ``wiring.Component``. Returns the executable's path.
+
+    ``recipe``: JSON-able parameters that, with the gateware sources
+    (:func:`gateware_digest`), fix the Verilog; a build found by its recipe is reused without
+    converting ``component`` again (the Amaranth conversion of the 64x64 top alone takes
+    seconds, on every start of ``sim://``). ``component`` may then be a function that makes
+    it, called only when the Verilog is needed (an Amaranth component made and never
+    elaborated warns), and ``ports`` default to its ``ports`` attribute.
     """
     prepare_environment()
     if trace:
         check_fst_support()
-    # src attributes in a traced build let a wave viewer point back to the Amaranth source
-    text = verilog.convert(component, name=toplevel, emit_src=trace, ports=ports)
     harness_text = Path(harness).read_text()
     flags = [*SPEED_FLAGS, *(["--trace-fst", "--trace-structs"] if trace else [])]
     cflags = [f"-D{name}" for name in defines]
-    build_dir = _cached_build_dir(toplevel, text, [harness_text, flags, cflags, SPEED_MAKE], cache)
+    extra = [harness_text, flags, cflags, SPEED_MAKE]
+    known = None
+    if recipe is not None:
+        key = json.dumps([toplevel, recipe, gateware_digest(), _versions(), LINT_WAIVERS, extra, trace])
+        folder = cache or cache_root() / "verilator"
+        known = folder / "recipes" / hashlib.sha256(key.encode()).hexdigest()[:16]
+        if known.exists() and (executable := folder / known.read_text() / "Vtop").exists():
+            return executable
+    if callable(component) and not hasattr(component, "elaborate"):
+        component = component()
+        ports = getattr(component, "ports", None) if ports is None else ports
+    # src attributes in a traced build let a wave viewer point back to the Amaranth source
+    text = verilog.convert(component, name=toplevel, emit_src=trace, ports=ports)
+    build_dir = _cached_build_dir(toplevel, text, extra, cache)
     executable = build_dir / "Vtop"
     with _locked(build_dir):
         if not executable.exists():
             _build_executable(toplevel, text, harness_text, build_dir, flags, cflags)
+    if known is not None:
+        known.parent.mkdir(parents=True, exist_ok=True)
+        partial = known.with_suffix(f".{os.getpid()}")
+        partial.write_text(build_dir.name)
+        partial.replace(known)  # atomic: a concurrent start reads a whole name or none
     return executable
 
 

@@ -266,3 +266,26 @@ def test_noisy_rtl_behind_a_faulty_wire_never_differs_silently(faults):
           f"{port.injected} faults injected")
     assert outcome["wrong"] == 0 and outcome["verified"] > 100
     assert faults < 1e-3 or outcome["verified after an error"] > 0
+
+
+def test_a_cached_simulator_starts_without_converting_the_gateware(monkeypatch):
+    """A build found by its recipe starts at once; other gateware sources convert afresh."""
+    from memxbar.protocol import TileConfig
+    from memxbar.sim import device, verilator
+
+    config = TileConfig(rows=10, cols=7, lanes=3, g_bits=4, dac_bits=6, adc_bits=8)
+    device.SimulatedDevice(config, max_payload=128).close()  # SMALL's build, found or made
+    made, real = [], device.ByteTop
+    monkeypatch.setattr(device, "ByteTop", lambda *args: made.append(args) or real(*args))
+    started = time.monotonic()
+    with device.SimulatedDevice(config, max_payload=128) as again, \
+            Device(SerialBackend(again.url, timeout=5.0)) as dev:
+        assert dev.info.build_id == config.build_id
+    assert made == [] and time.monotonic() - started < 2.0
+    recipes = verilator.cache_root() / "verilator" / "recipes"
+    known = set(recipes.iterdir())
+    monkeypatch.setattr(verilator, "gateware_digest", lambda: f"other sources {os.getpid()} {started}")
+    device.SimulatedDevice(config, max_payload=128).close()
+    for path in set(recipes.iterdir()) - known:  # the made-up sources' recipe: never found again
+        path.unlink()
+    assert len(made) == 1
