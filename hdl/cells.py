@@ -144,9 +144,9 @@ class CellEngine(wiring.Component):
             raise ValueError(f"the device engine's tables take g_bits <= 8, not {config.g_bits}")
         self.config = config
         self.tile = tile
-        widths = _Widths(config)
+        self._widths = _Widths(config)
         #: The operand widths the engine needs of the multiplier it is given.
-        self.mul_widths = (widths.mul_a, widths.mul_b)
+        self.mul_widths = (self._widths.mul_a, self._widths.mul_b)
         super().__init__({
             "params": In(Params),
             "table": In(stream.Signature(table_write_layout(config))),
@@ -190,7 +190,7 @@ class CellEngine(wiring.Component):
         # it has no power-up contents), a block RAM elsewhere
         m.submodules.state = state = WideSPRAM(state_layout, cells)
 
-        widths = _Widths(cfg)
+        widths = self._widths
         gauss = self.noise
         mul = self.mul
 

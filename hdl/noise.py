@@ -37,8 +37,8 @@ class Threefry(wiring.Component):
     Threefry only seeds streams (two blocks a seed), so it trades speed for area: every
     addition of the algorithm (the counter plus key, the round's ``x0 + x1``, the key
     injections) takes its own cycle on the same adder, and each rotation is stepped by 8 and
-    by 1 bits, the round's XOR folded into its last step. A seed of a noisy MVM overlaps the
-    previous MVM's MACs; a programmed cell's seed adds its two blocks to the cell.
+    by 1 bits, the round's XOR folded into its last step. A noisy MVM's seed runs during the
+    MVM's MACs; a programmed cell's seed adds its two blocks to the cell.
 
     Attributes
     ----------
@@ -90,6 +90,7 @@ class Threefry(wiring.Component):
 
         IDLE, KEY0, KEY1, MIX, ROTATE, INJECT0, INJECT1, INJECT2 = range(8)
         state = Signal(range(8))
+        m.d.comb += self.busy.eq(state != IDLE)
         with m.Switch(state):
             with m.Case(KEY0):  # x0 = counter0 + k0
                 m.d.comb += word.eq(0)
@@ -126,15 +127,11 @@ class Threefry(wiring.Component):
             with m.Case(INJECT2):  # x1 += n
                 m.d.comb += [into_x1.eq(1), add_n.eq(1)]
                 m.d.sync += [x1.eq(total), rnd.eq(rnd + 1)]
-                with m.If(rnd == 19):
-                    m.d.sync += [self.busy.eq(0), state.eq(IDLE)]
-                with m.Else():
-                    m.d.sync += state.eq(MIX)
+                m.d.sync += state.eq(Mux(rnd == 19, IDLE, MIX))
         with m.If(self.start):  # last, so it wins over any block in progress
             with m.If(~self.rekey):
                 m.d.sync += [k0.eq(self.key0), k1.eq(self.key1)]
-            m.d.sync += [x0.eq(self.counter0), x1.eq(self.counter1), rnd.eq(0), self.busy.eq(1),
-                         state.eq(KEY0)]
+            m.d.sync += [x0.eq(self.counter0), x1.eq(self.counter1), rnd.eq(0), state.eq(KEY0)]
         return m
 
 

@@ -28,9 +28,10 @@ __all__ = ["selftest"]
 _COMPARED = ("cycles", "mvms", "macs", "adc_conversions", "cell_writes", "write_pulses", "verify_reads")
 
 
-def selftest(url, matrices=8, seed=1, say=print, **options):
+def selftest(url, matrices=8, seed=1, say=print, pcm=None, **options):
     """Run both parts on the device at ``url``; return a dict of figures with ``passed``.
 
+    ``pcm``: the device model of the physics part (default ``PCM(stuck_on=0.01)``).
     ``options`` go to :func:`memxbar.open` (``baudrate``, ``timeout``, ...).
     """
     rng = np.random.default_rng(seed)
@@ -70,7 +71,7 @@ def selftest(url, matrices=8, seed=1, say=print, **options):
 
         backend.link.transact(Command.RESET)  # counters from 0, as the fresh model's
         with open_device(f"model://?{url_query(cfg)}") as model:
-            failures += _compare(dev, model, cfg, rng)
+            failures += _compare(dev, model, cfg, rng, pcm or PCM(stuck_on=0.01))
 
     figures = {
         "latency_ms": {"mean": 1e3 * statistics.fmean(latencies), "std": 1e3 * statistics.stdev(latencies),
@@ -95,7 +96,7 @@ def selftest(url, matrices=8, seed=1, say=print, **options):
     return figures
 
 
-def _compare(dev, model, cfg, rng):
+def _compare(dev, model, cfg, rng, pcm):
     """Random programs and inputs on both: every output code, level and counter must agree."""
     failures = []
     for case in range(4):
@@ -112,7 +113,7 @@ def _compare(dev, model, cfg, rng):
         results = []
         for target in (dev, model):
             tile = target.tile(0)
-            tile.configure(PCM(stuck_on=0.01), seed=seed)
+            tile.configure(pcm, seed=seed)
             tile.program(w)
             steps = [tile.conductances(), tile.matvec(x)]
             tile.drift(86400.0)

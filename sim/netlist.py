@@ -9,10 +9,11 @@ of those cells (``share/ice40/cells_sim.v``: LUTs, carries, flip-flops, ``SB_RAM
 ``SB_MAC16``, ``SB_SPRAM256KA``) and the ``sim://`` harness. The host library then drives what
 the board runs, less the UART pins and the PLL.
 
-``python -m memxbar.sim.netlist --board icebreaker --physics on`` synthesises the board's top,
-programs it with PCM, drifts it and runs noisy MVMs, and compares every step with
+``python -m memxbar.sim.netlist --board icebreaker --physics on`` synthesises the board's top
+and runs :func:`memxbar.selftest` against it: levels, CHECKSUMs and MVMs, then PCM with
+write-verify programmed, drifted and read, every code, conductance and counter compared with
 ``model://``; ``--rows/--cols/--lanes`` take a smaller tile of the same design (a gate-level
-simulation runs a few thousand cycles a second a cell of the 64x64 tile).
+simulation runs about ten thousand cycles a second).
 """
 
 import argparse
@@ -23,13 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from ..cache import cache_root
 from . import verilator
 from .device import SimulatedDevice, _WithoutReset
 
-__all__ = ["NetlistDevice", "build", "compare_with_model", "netlist"]
+__all__ = ["NetlistDevice", "build", "netlist"]
 
 _TOP = "memxbar_bytes_top"
 # gate-level C++ is large (36 MB for the 64x64 physics top): -O1 builds in a minute and a half
@@ -117,43 +116,10 @@ class NetlistDevice(SimulatedDevice):
         self.pty = announced.get("pty")
 
 
-def compare_with_model(url, config, seed=7, say=print, timeout=600.0):
-    """PCM programming, MVMs, a drift and MVMs after it on ``url`` and on ``model://``: the
-    steps that differ (an empty list when all agree) and each device's seconds per step."""
-    import memxbar
-    from memxbar.backends import url_query
-
-    pcm = memxbar.PCM(stuck_on=0.01, verify_tolerance=0.5)
-    rng = np.random.default_rng(seed)
-    w = rng.normal(size=(config.cols, config.rows))
-    x = rng.normal(size=(4, config.rows))
-    mode = "per_read" if config.per_read_noise else "frozen"
-    runs, seconds = [], []
-    for target, options in ((url, {"timeout": timeout}), (f"model://?{url_query(config)}", {})):
-        with memxbar.open(target, **options) as dev:
-            tile, steps, spent = dev.tile(0), {}, {}
-            for name, call in (("configure", lambda t: t.configure(pcm, seed=seed, read_noise=mode)),
-                               ("program", lambda t: t.program(w)),
-                               ("conductances", lambda t: t.conductances()),
-                               ("matvec", lambda t: t.matvec(x)),
-                               ("drift", lambda t: t.drift(3600.0)),
-                               ("conductances after drift", lambda t: t.conductances()),
-                               ("matvec after drift", lambda t: t.matvec(x))):
-                started = time.perf_counter()
-                steps[name] = call(tile)
-                spent[name] = time.perf_counter() - started
-            counters = dev.counters()
-            steps["counters"] = [counters[name]
-                                 for name in ("mvms", "cell_writes", "write_pulses", "verify_reads")]
-            runs.append(steps)
-            seconds.append(spent)
-    differ = [name for name in runs[0]
-              if not np.array_equal(np.asarray(runs[0][name]), np.asarray(runs[1][name]))]
-    return differ, seconds
-
-
 def main(argv=None):
+    from ..devices import PCM
     from ..firmware.boards import board as board_named
+    from ..selftest import selftest
 
     parser = argparse.ArgumentParser(prog="python -m memxbar.sim.netlist", description=__doc__.split("\n")[0])
     parser.add_argument("--board", default="icebreaker")
@@ -167,14 +133,15 @@ def main(argv=None):
         fields.update(physics=True, per_read_noise=False)
     target = target.with_config(**fields) if fields else target
     started = time.perf_counter()
-    with NetlistDevice(target) as device:
-        print(f"{target.name}: {target.config.rows}x{target.config.cols}, {target.config.lanes} lanes, "
-              f"synthesised and built in {time.perf_counter() - started:.0f} s")
-        differ, (netlist_s, model_s) = compare_with_model(device.url, target.config)
-    for step in netlist_s:
-        print(f"  {step:26s} netlist {netlist_s[step]:8.2f} s   model {model_s[step] * 1e3:8.2f} ms")
-    print("FAIL: " + ", ".join(differ) + " differ" if differ else "PASS: every step bit for bit with model://")
-    return 1 if differ else 0
+    executable = build(target)
+    print(f"{target.name}: {target.config.rows}x{target.config.cols}, {target.config.lanes} lanes, "
+          f"synthesised and built in {time.perf_counter() - started:.0f} s")
+    started = time.perf_counter()
+    with NetlistDevice(target, executable) as device:
+        figures = selftest(device.url, matrices=1, pcm=PCM(stuck_on=0.01, verify_tolerance=0.5),
+                           timeout=600.0)
+    print(f"selftest in {time.perf_counter() - started:.0f} s of gate-level simulation")
+    return 0 if figures["passed"] else 1
 
 
 if __name__ == "__main__":

@@ -55,18 +55,11 @@ def test_default_tile_byte_top_matches_reference(check):
 @pytest.mark.verilator
 def test_the_byte_top_checks_catch_a_broken_reference(monkeypatch):
     """Every DRIFT factor 1/64 too small in the golden model alone: the same check must fail."""
-    import numpy as np
+    from test_mutations import drift_table_entry
 
-    import memxbar.model
-    from memxbar.protocol.physics import DRIFT_ONE
     from memxbar.sim.frame_checks import run_checks
 
-    load = memxbar.model.TileModel._load_drift
-
-    def broken(self, drift):
-        load(self, drift)
-        self._drift = np.where(self._drift > 0, self._drift - DRIFT_ONE // 64, 0)
-    monkeypatch.setattr(memxbar.model.TileModel, "_load_drift", broken)
+    drift_table_entry(monkeypatch)
     with pytest.raises(AssertionError, match=r"RTL .* != reference"):
         run_checks(TileConfig(), MAX_PAYLOAD, ["device_physics_commands_match_the_reference_device"],
                    programs=1, modes=("PER_READ",))
