@@ -177,20 +177,27 @@ class FrameTransmitter(wiring.Component):
 
         length = Signal(range(self.depth + 1))
         total = Signal(range(self.depth + CRC_BYTES + 1))  # bytes to encode: frame plus CRC
-        crc_value = Signal(32)
-        index = Signal(range(self.depth + CRC_BYTES + 1))
+        # Two passes over each COBS block with the buffer's one read port: SCAN finds where it
+        # ends (a zero, 254 bytes or the end), then CODE and DATA send its code byte and its
+        # bytes. Both passes fetch a byte every cycle: `pending` says the read port holds the
+        # byte fetched last (it keeps it while `fetch` is low), so a byte costs two cycles and a
+        # block about three more. The CRC is fed as SCAN consumes the frame's bytes in order,
+        # so it is complete before SCAN reaches the CRC bytes that follow them.
+        index = Signal(range(self.depth + CRC_BYTES + 1))  # the next byte to fetch
         block_start = Signal.like(index)
         block_len = Signal(range(COBS_MAX_BLOCK + 1))
         ended_on_zero = Signal()
-        # byte `index` of the frame-plus-CRC, one cycle after `fetch`
         fetch = Signal()
+        pending = Signal()
         fetched_crc = Signal()
         fetched_crc_byte = Signal(2)
         m.d.comb += [read.addr.eq(Mux(sending_bank, self.depth, 0) + index), read.en.eq(fetch)]
         with m.If(fetch):
-            m.d.sync += [fetched_crc.eq(index >= length), fetched_crc_byte.eq(index - length)]
-        crc_bytes = Array(crc_value.word_select(i, 8) for i in range(CRC_BYTES))
+            m.d.sync += [fetched_crc.eq(index >= length), fetched_crc_byte.eq(index - length),
+                         index.eq(index + 1)]
+        crc_bytes = Array(crc.crc.word_select(i, 8) for i in range(CRC_BYTES))
         fetched = Mux(fetched_crc, crc_bytes[fetched_crc_byte], read.data)
+        m.d.comb += crc.data.eq(read.data)
 
         out = self.bytes_out
         with m.If(out.ready):
@@ -200,67 +207,45 @@ class FrameTransmitter(wiring.Component):
             m.d.sync += [out.payload.eq(value), out.valid.eq(1)]
 
         can_send = ~out.valid | out.ready
-        crc_fed = Signal()
-        m.d.comb += [crc.data.eq(read.data), crc.valid.eq(crc_fed)]
 
         with m.FSM():
             with m.State("IDLE"), m.If(queued & ~self.start & ~self.resend & ~self.resend_previous):
                 bank_length = lengths[queued_bank]
                 m.d.comb += crc.start.eq(1)
                 m.d.sync += [length.eq(bank_length), total.eq(bank_length + CRC_BYTES), index.eq(0),
+                             block_start.eq(0), block_len.eq(0), pending.eq(0),
                              queued.eq(0), sending.eq(1), sending_bank.eq(queued_bank)]
-                m.next = "CRC"
-            with m.State("CRC"):
-                m.d.comb += fetch.eq(1)
-                m.d.sync += [crc_fed.eq(index < length), index.eq(index + 1)]
-                with m.If(index == length):
-                    m.next = "CRC_DONE"
-            with m.State("CRC_DONE"):
-                m.d.sync += [crc_fed.eq(0), index.eq(0), block_start.eq(0), block_len.eq(0)]
-                m.next = "CRC_LATCH"
-            with m.State("CRC_LATCH"):
-                m.d.sync += crc_value.eq(crc.crc)
                 m.next = "SCAN"
-            with m.State("SCAN"):  # find the block: up to a zero, 254 bytes or the end
-                with m.If(index == total):
-                    m.d.sync += ended_on_zero.eq(0)
+            with m.State("SCAN"):
+                # the byte fetched last cycle ends the block or joins it; the next is fetched
+                # meanwhile (if the block ends, that fetch is simply repeated later)
+                zero = pending & (fetched == 0)
+                full = pending & (fetched != 0) & (block_len == COBS_MAX_BLOCK - 1)
+                m.d.comb += [fetch.eq(index != total), crc.valid.eq(pending & ~fetched_crc)]
+                m.d.sync += pending.eq(index != total)
+                with m.If(pending & (fetched != 0)):
+                    m.d.sync += block_len.eq(block_len + 1)
+                with m.If(zero | full | (~pending & (index == total))):
+                    m.d.sync += [ended_on_zero.eq(zero), pending.eq(0), index.eq(block_start)]
                     m.next = "CODE"
-                with m.Else():
-                    m.d.comb += fetch.eq(1)
-                    m.next = "SCAN_CHECK"
-            with m.State("SCAN_CHECK"):
-                with m.If(fetched == 0):
-                    m.d.sync += ended_on_zero.eq(1)
-                    m.next = "CODE"
-                with m.Else():
-                    m.d.sync += [block_len.eq(block_len + 1), index.eq(index + 1),
-                                 ended_on_zero.eq(0)]
-                    with m.If(block_len == COBS_MAX_BLOCK - 1):
-                        m.next = "CODE"
-                    with m.Else():
-                        m.next = "SCAN"
             with m.State("CODE"), m.If(can_send):
                 send(block_len + 1)
-                m.d.sync += index.eq(block_start)
                 m.next = "DATA"
             with m.State("DATA"):
-                with m.If(index == block_start + block_len):
-                    m.next = "NEXT"
-                with m.Elif(can_send):
-                    m.d.comb += fetch.eq(1)
-                    m.d.sync += index.eq(index + 1)
-                    m.next = "DATA_SEND"
-            with m.State("DATA_SEND"):
-                send(fetched)
-                m.next = "DATA"
-            with m.State("NEXT"):
-                next_start = block_start + block_len + ended_on_zero
-                m.d.sync += [block_start.eq(next_start), index.eq(next_start), block_len.eq(0)]
-                # a block cut by a zero is always followed by another, possibly empty, block
-                with m.If(ended_on_zero | (next_start != total)):
-                    m.next = "SCAN"
-                with m.Else():
-                    m.next = "DELIMITER"
+                block_end = block_start + block_len
+                with m.If(pending & can_send):
+                    send(fetched)
+                free = ~pending | can_send  # the read port's byte is gone by the next cycle
+                m.d.comb += fetch.eq(free & (index != block_end))
+                m.d.sync += pending.eq(fetch | ~free)
+                with m.If(free & (index == block_end)):
+                    next_start = block_end + ended_on_zero
+                    m.d.sync += [block_start.eq(next_start), index.eq(next_start), block_len.eq(0)]
+                    # a block cut by a zero is always followed by another, possibly empty, block
+                    with m.If(ended_on_zero | (next_start != total)):
+                        m.next = "SCAN"
+                    with m.Else():
+                        m.next = "DELIMITER"
             with m.State("DELIMITER"), m.If(can_send):
                 send(0)
                 m.d.sync += sending.eq(0)
