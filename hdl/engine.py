@@ -190,7 +190,8 @@ class CommandEngine(wiring.Component):
         x_vector = Signal(16)  # RUN: vectors fed
         y_col = Signal(range(cfg.cols))  # RUN: array column of the output offered
         y_vector = Signal(16)
-        y_done = Signal()  # RUN: the last output of the batch has been taken
+        x_stopped = Signal()  # RUN: a code was out of range; its vector is complete, no more are fed
+        out_of_range = Signal()
 
         def write_reply_byte(offset, value):
             m.d.comb += [self.write_addr.eq(HEADER_BYTES + offset), self.write_data.eq(value),
@@ -494,44 +495,46 @@ class CommandEngine(wiring.Component):
                     with m.If(in_sum != header.length - RUN_BYTES):
                         reply(Status.LEN)
                     with m.Else():
-                        m.d.sync += [index.eq(0), ptr.eq(RUN_START)]
-                        m.next = "RUN_RANGE"
+                        m.d.comb += self.read_load.eq(1)
+                        m.d.sync += [index.eq(0), half.eq(0), ptr.eq(RUN_START), primed.eq(0),
+                                     x_row.eq(0), x_vector.eq(0), x_stopped.eq(0), out_of_range.eq(0),
+                                     y_col.eq(0), y_vector.eq(0)]
+                        m.next = "RUN"
                 with m.Else():
                     m.d.sync += [in_sum.eq(in_sum + run.rows), vectors.eq(vectors + 1),
                                  out_sum.eq(out_sum + Cat(Const(0, 1), run.cols))]
 
-            with m.State("RUN_RANGE"):  # every input code inside +-x_max, before any effect
-                m.d.comb += step.eq(1)
-                m.d.sync += index.eq(index + 1)
-                code = self.read_data.as_signed()
-                with m.If((index != 0) & ((code > cfg.x_max) | (code < -cfg.x_max))):
-                    reply(Status.RANGE)
-                with m.Elif(index == in_sum):
-                    m.d.comb += self.read_load.eq(1)
-                    m.d.sync += [index.eq(0), half.eq(0), ptr.eq(RUN_START), primed.eq(0),
-                                 x_row.eq(0), x_vector.eq(0), y_col.eq(0), y_vector.eq(0), y_done.eq(0)]
-                    m.next = "RUN"
-
             with m.State("RUN"):
                 # Feed inputs: every array row, the frame's code inside the window and 0 outside;
                 # read_addr runs one ahead so read_data holds the code at `ptr`.
+                # Each code is range-checked as it is fed, not in a pass before: a code outside
+                # +-x_max feeds zeros to the end of its vector, stops the feed, drains the
+                # outputs of the vectors fed and answers RANGE. The MVMs it ran leave nothing
+                # the host can see: no reply data, no count, and their noise streams are the
+                # tile's own (it seeds one per MVM from the read index, which every RUN loads).
                 batch = run.batch
                 fire = self.x.valid & self.x.ready
                 x_inside = (x_row >= run.row0) & (x_row - run.row0 < run.rows)
+                code_in = self.read_data.as_signed()
+                bad_code = x_inside & ((code_in > cfg.x_max) | (code_in < -cfg.x_max))
                 m.d.comb += [
-                    self.x.valid.eq(primed & (x_vector != batch)),
-                    self.x.payload.eq(Mux(x_inside, self.read_data, 0)),
-                    ahead.eq(fire & x_inside),
+                    self.x.valid.eq(primed & (x_vector != batch) & ~x_stopped),
+                    self.x.payload.eq(Mux(x_inside & ~out_of_range & ~bad_code, self.read_data, 0)),
+                    ahead.eq(fire & x_inside & ~out_of_range),
                 ]
                 m.d.sync += primed.eq(1)
+                with m.If(fire & bad_code):
+                    m.d.sync += out_of_range.eq(1)
                 with m.If(fire):
                     m.d.sync += x_row.eq(Mux(x_row == cfg.rows - 1, 0, x_row + 1))
                     with m.If(x_row == cfg.rows - 1):
                         m.d.sync += x_vector.eq(x_vector + 1)
+                        with m.If(out_of_range | bad_code):
+                            m.d.sync += x_stopped.eq(1)
                 # Collect the window's outputs as little-endian int16, one byte per cycle.
                 code = Signal(16)
                 y_inside = (y_col >= run.col0) & (y_col - run.col0 < run.cols)
-                m.d.comb += [code.eq(self.y.payload.as_signed()), self.y.ready.eq(~half & ~y_done)]
+                m.d.comb += [code.eq(self.y.payload.as_signed()), self.y.ready.eq(~half)]
                 with m.If(self.y.valid & self.y.ready):
                     m.d.sync += y_col.eq(Mux(y_col == cfg.cols - 1, 0, y_col + 1))
                     with m.If(y_inside):
@@ -539,15 +542,18 @@ class CommandEngine(wiring.Component):
                         m.d.sync += [saved.eq(code[8:]), half.eq(1), index.eq(index + 1)]
                     with m.If(y_col == cfg.cols - 1):
                         m.d.sync += y_vector.eq(y_vector + 1)
-                        with m.If(y_vector + 1 == batch):
-                            m.d.sync += y_done.eq(1)
                 with m.If(half):
                     write_reply_byte(index, saved)
                     m.d.sync += [half.eq(0), index.eq(index + 1)]
-                with m.If(y_done & ~half):
-                    # the array reads every cell whatever the window: count full MVMs
-                    m.d.comb += counters.add_mvms.eq(batch)
-                    reply(Status.OK, index)
+                # every vector fed has had all its outputs taken
+                fed_all = (x_vector == batch) | x_stopped
+                with m.If(fed_all & (y_vector == x_vector) & ~half):
+                    with m.If(out_of_range):
+                        reply(Status.RANGE)
+                    with m.Else():
+                        # the array reads every cell whatever the window: count full MVMs
+                        m.d.comb += counters.add_mvms.eq(batch)
+                        reply(Status.OK, index)
 
             with m.State("HEADER"):  # the reply header, then send and remember it for replays
                 reply_header = Cat(Const(PROTOCOL_VERSION, 8), (header.command | REPLY)[:8], header.seq,

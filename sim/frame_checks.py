@@ -207,6 +207,14 @@ async def device_physics_commands_match_the_reference_device(tb):
         again = tb.run_payload(2, index=5)
         assert await tb.ok(Command.RUN, again) == await tb.ok(Command.RUN, again)
         await tb.ok(Command.RUN, tb.run_payload(1, index=41))
+        # a code out of range in the second vector: the device has run the first MVM by the
+        # time it reads it, and answers RANGE as if it had run none (no count, and the next
+        # RUN with the same read index draws the same noise as the reference's)
+        bad = bytearray(tb.run_payload(2, index=50))
+        bad[RUN_BYTES + cfg.rows + cfg.rows // 2] = cfg.x_max + 1
+        fields, _ = await tb.command(Command.RUN, bytes(bad))
+        assert fields["status"] == Status.RANGE.value
+        await tb.ok(Command.RUN, tb.run_payload(2, index=50))
         later = device.compile_drift(cfg, 86400.0)
         await tb.tables(None, later)
         # a DRIFT carrying another seed keeps CONFIGURE's: RTL and reference alike
