@@ -6,7 +6,7 @@
 // - otherwise the pin-level top: a software UART at the gateware's bit period turns bytes
 //   into waveforms on `rx` and samples `tx` back into bytes, so the device's UART is exercised.
 // While the design is busy the clock runs flat out (the clients are looked at every 1024
-// cycles without waiting, every 128 while no request byte is queued); once the top says `idle` and the harness holds no byte, nothing
+// cycles, without waiting); once the top says `idle` and the harness holds no byte, nothing
 // can change until a byte arrives, so the harness blocks in poll() instead of ticking.
 // Replies go to the client (TCP or pty) that sent the last request bytes.
 //
@@ -307,10 +307,7 @@ int main(int argc, char **argv) {
 
     for (uint64_t cycle = 0; !stop_requested; cycle++) {
         bool idle = top->idle && to_device.empty() && link.holds_nothing();
-        // With no request byte queued the next one is what the device waits for (the host
-        // keeps two frames in flight): look every 128 cycles then, every 1024 otherwise.
-        uint64_t look_every = to_device.empty() ? 127 : 1023;
-        if (idle || flush_now || (cycle & look_every) == 0) {
+        if (idle || flush_now || (cycle & 1023) == 0) {
             flush_now = false;
             // Idle: nothing changes until a byte comes, so sleep in poll (1 s at a time, so
             // a signal or a closed stdin is seen); busy: only look, never wait.
