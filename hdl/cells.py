@@ -215,6 +215,8 @@ class CellEngine(wiring.Component):
         g_now = Array(Signal(cfg.g_bits, name=f"g_now{d}") for d in range(2))
         var = Signal(range(V_MAX + 1))
         var_acc = Signal(widths.var_sum)
+        var_shifts = Signal(range(2 * physics.VAR_SHIFT_MAX + 1))  # V_SHIFT: shifts still to make
+        var_round = Signal()  # V_SHIFT: the last bit shifted out of var_acc
         dev = Signal()
         attempt = Signal.like(p.verify_max)
         writes = Signal(32)   # the cell's write index: the PROGRAM noise counter, from the request
@@ -429,11 +431,14 @@ class CellEngine(wiring.Component):
                     m.next = "S_TABLE"
                 with m.Elif((p.read_noise == ReadNoise.FROZEN) & (job == DRIFT)):
                     m.next = "F_SEED"  # frozen read noise: drawn by drift calls only
-                with m.Elif(p.read_noise == ReadNoise.FROZEN):
+                # a build without per-read lanes never runs in that mode (CONFIG refuses it), and
+                # has no variance states
+                with m.Elif((p.read_noise == ReadNoise.FROZEN) | (not cfg.per_read_noise)):
                     m.d.sync += [g_now[0].eq(g_drift[0]), g_now[1].eq(g_drift[1]), var.eq(0)]
                     m.next = "WRITE"
-                with m.Else():
-                    m.next = "V_SQUARE0"
+                if cfg.per_read_noise:
+                    with m.Else():
+                        m.next = "V_SQUARE0"
 
             with m.State("F_SEED"):
                 m.d.sync += [dev.eq(0), seeded.eq(0)]
@@ -451,22 +456,30 @@ class CellEngine(wiring.Component):
                     m.d.sync += var.eq(0)
                     m.next = "WRITE"
 
-            with m.State("V_SQUARE0"):
-                m.d.sync += [g_now[0].eq(g_drift[0]), g_now[1].eq(g_drift[1])]
-                m.d.comb += start_mul(sigma[0], sigma[0])
-                m.next = "V_SQUARE1"
-            with m.State("V_SQUARE1"), m.If(~mul.busy):
-                m.d.sync += var_acc.eq(mul.product)
-                m.d.comb += start_mul(sigma[1], sigma[1])
-                m.next = "V_SUM"
-            with m.State("V_SUM"), m.If(~mul.busy):
-                shift = Cat(0, p.var_shift)  # 2 * var_shift
-                total = Signal(widths.var_sum)
-                m.d.comb += total.eq(var_acc + mul.product)
-                scaled = round_shift(total, shift)
-                m.d.sync += var.eq(Mux(scaled > V_MAX, V_MAX, scaled))
-                m.next = "WRITE"
-
+            if cfg.per_read_noise:
+                with m.State("V_SQUARE0"):
+                    m.d.sync += [g_now[0].eq(g_drift[0]), g_now[1].eq(g_drift[1])]
+                    m.d.comb += start_mul(sigma[0], sigma[0])
+                    m.next = "V_SQUARE1"
+                with m.State("V_SQUARE1"), m.If(~mul.busy):
+                    m.d.sync += var_acc.eq(mul.product)
+                    m.d.comb += start_mul(sigma[1], sigma[1])
+                    m.next = "V_SUM"
+                with m.State("V_SUM"), m.If(~mul.busy):
+                    m.d.sync += [var_acc.eq(var_acc + mul.product), var_shifts.eq(Cat(0, p.var_shift)),
+                                 var_round.eq(0)]
+                    m.next = "V_SHIFT"
+                with m.State("V_SHIFT"):
+                    # round_shift(sum, 2 var_shift) a bit per cycle: (t + 2**(k-1)) >> k is
+                    # (t >> k) plus bit k-1 of t, the last bit shifted out (a barrel shifter
+                    # over the sum cost about 200 LUT4)
+                    with m.If(var_shifts != 0):
+                        m.d.sync += [var_acc.eq(var_acc >> 1), var_round.eq(var_acc[0]),
+                                     var_shifts.eq(var_shifts - 1)]
+                    with m.Else():
+                        saturated = (var_acc > V_MAX) | ((var_acc == V_MAX) & var_round)
+                        m.d.sync += var.eq(Mux(saturated, V_MAX, var_acc[:len(var)] + var_round))
+                        m.next = "WRITE"
             with m.State("WRITE"):
                 m.d.comb += self.cell.valid.eq(1)
                 with m.If(self.cell.ready):

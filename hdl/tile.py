@@ -304,15 +304,20 @@ class Tile(wiring.Component):
         cmd = self.prog.payload
         accept = self.prog.valid & self.prog.ready
         m.d.comb += self.prog.ready.eq(~busy & ~engine_busy & ~rb_inflight & ~rb_valid)
+        # One address and data for every lane's write port, chosen by who writes (the engine
+        # hands out cells only while busy, and direct writes wait for it to be idle); only the
+        # enables are per lane. A per-lane choice cost a 25-bit multiplexer per lane.
+        cell_word = finished.payload
+        variance = cell_word.var if cfg.per_read_noise else []
+        write_addr = Mux(finished.valid, cell_word.word, cmd.word)
+        write_data = Mux(finished.valid, Cat(cell_word.g_plus, cell_word.g_minus, variance),
+                         Cat(cmd.cell.g_plus, cmd.cell.g_minus, 0))
         for lane in range(cfg.lanes):
             direct = accept & cmd.write & (cmd.lane == lane)
             from_engine = finished.valid & (finished.payload.lane == lane)
-            cell_word = finished.payload
-            variance = cell_word.var if cfg.per_read_noise else []
-            engine_word = Cat(cell_word.g_plus, cell_word.g_minus, variance)
             m.d.comb += [
-                g_wr[lane].addr.eq(Mux(from_engine, cell_word.word, cmd.word)),
-                g_wr[lane].data.eq(Mux(from_engine, engine_word, Cat(cmd.cell.g_plus, cmd.cell.g_minus, 0))),
+                g_wr[lane].addr.eq(write_addr),
+                g_wr[lane].data.eq(write_data),
                 g_wr[lane].en.eq(direct | from_engine),
                 g_rd[lane].addr.eq(Mux(busy, word, cmd.word)),
                 g_rd[lane].en.eq(Mux(busy, advance, accept)),
@@ -370,13 +375,19 @@ class Tile(wiring.Component):
         # One serial multiplier too, shared the same way: z times the square root here, the
         # engine's sigma and drift products there.
         engine_a, engine_b = engine.mul_widths
+        # round_shift(q z, noise_shift(var_shift)) is computed as round_shift((q z) << var_shift,
+        # noise_shift(0)), equal for every var_shift <= noise_shift(0): a constant final shift,
+        # the variable one made by the multiplier a bit per cycle.
+        assert physics.noise_shift(physics.VAR_SHIFT_MAX) >= 0
         m.submodules.mul = shared = SerialMultiplier(max(physics.Z_BITS, engine_a),
-                                                     max(len(isqrt.root) + 1, engine_b))
-        noise_mul = multiplier_signature(physics.Z_BITS, len(isqrt.root) + 1).flip().create(
-            path=("noise_mul",))  # this stage's port
+                                                     max(len(isqrt.root) + 1, engine_b),
+                                                     physics.VAR_SHIFT_MAX)
+        noise_mul = multiplier_signature(physics.Z_BITS, len(isqrt.root) + 1, physics.VAR_SHIFT_MAX).flip(
+            ).create(path=("noise_mul",))  # this stage's port
         for name in ("start", "a", "b"):
             m.d.comb += getattr(shared, name).eq(Mux(owner_is_engine, getattr(engine.mul, name),
                                                      getattr(noise_mul, name)))
+        m.d.comb += shared.shift.eq(Mux(owner_is_engine, 0, noise_mul.shift))
         for user in (engine.mul, noise_mul):
             m.d.comb += [user.busy.eq(shared.busy), user.product.eq(shared.product)]
         p = self.params
@@ -387,7 +398,8 @@ class Tile(wiring.Component):
             m.d.sync += need_seed.eq(0)
         with m.If(owner_is_engine):  # the engine's draws move the stream: seed again after it
             m.d.sync += need_seed.eq(1)
-        noisy = Signal(signed(max(cfg.acc_width, len(noise_mul.product)) + 1))
+        noise = round_shift(noise_mul.product, physics.noise_shift(0))
+        noisy = Signal(signed(max(cfg.acc_width, len(noise)) + 1))
         column_done = Signal()  # `noisy` holds the column at out_index
         selected = Mux(p.mvm_noise, noisy, result)
         # Two stages that overlap: the square root of column `rooted` runs while the column
@@ -403,12 +415,9 @@ class Tile(wiring.Component):
             m.d.sync += sqrt_on.eq(1)
         with m.If(root_ready & (rooted == out_index) & ~mul_on & ~column_done & gauss.z.valid & ~need_seed):
             m.d.comb += [gauss.z.ready.eq(1), noise_mul.start.eq(1), noise_mul.a.eq(gauss.z.payload),
-                         noise_mul.b.eq(isqrt.root)]
+                         noise_mul.b.eq(isqrt.root), noise_mul.shift.eq(p.var_shift)]
             m.d.sync += [mul_on.eq(1), sqrt_on.eq(0), rooted.eq(rooted + 1)]
         with m.If(mul_on & ~noise_mul.busy):
-            k = Signal(range(physics.noise_shift(0) + 1))
-            m.d.comb += k.eq(physics.noise_shift(p.var_shift))
-            noise = round_shift(noise_mul.product, k)
             m.d.sync += [noisy.eq(result + noise), column_done.eq(1), mul_on.eq(0)]
         with m.If(self.y.valid & self.y.ready):
             m.d.sync += column_done.eq(0)
