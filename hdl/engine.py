@@ -48,7 +48,9 @@ def at_most(value, bound, bits=None):
 
     ``bound`` is a non-negative constant (``bits`` defaults to its width) or a value known to
     be below ``2**bits``. A 16-bit field checked against a bound of 64 then costs a 7-bit
-    comparator and a zero test, where ``value <= bound`` builds a full-width one.
+    comparator and a zero test, where ``value <= bound`` builds a full-width one: yosys
+    (``alumacc``) maps a comparison onto a carry chain as wide as its wider operand, a
+    constant one too, and does not narrow it by the constant's value.
     """
     if bits is None:
         bits = max(bound.bit_length(), 1)
@@ -67,11 +69,15 @@ def fits(first, second, total, bits):
     return at_most(first, total, bits) & at_most(second, (total[:bits] - first[:bits])[:bits], bits)
 
 
-def in_window(value, start, size, bits):
-    """``start <= value < start + size``, overflow-safe, for ``start + size`` below ``2**bits``
-    (a window already checked to fit its array)."""
-    start, size = start[:bits], size[:bits]
-    return (value >= start) & ((value - start)[:bits] < size)
+def window_next(position, inside, start, size, bits):
+    """Whether ``position`` lies in the window ``start, size`` (already checked to fit in
+    ``bits`` bits), given ``inside`` for the position before it; not for position 0.
+
+    A flag kept this way takes two equality tests and one adder, where ``start <= position
+    < start + size`` took two comparators and a subtractor."""
+    start = start[:bits]
+    return (position == start) | (inside & (position != (start + size[:bits])[:bits]))
+
 
 ACCESS_BYTES = Access.as_shape().size // 8
 RUN_BYTES = Run.as_shape().size // 8
@@ -216,7 +222,8 @@ class CommandEngine(wiring.Component):
         too_long = Const(0)
         if (1 << len(cell_bytes)) - 1 > self.max_payload:
             too_long = cell_bytes > self.max_payload
-        # an entry fits its table when no bit at or above the table's width is set
+        # an entry fits its table when no bit at or above the table's width is set (a mask
+        # per table; `entry >> table_bits != 0` made yosys build a 24-bit barrel shifter)
         high_bits = Signal(24)
         with m.Switch(access.lane):
             for table in Table:
@@ -255,6 +262,8 @@ class CommandEngine(wiring.Component):
         out_of_range = Signal()
         # a window that passed its check fits the array: its fields fit these widths
         row_bits, col_bits = cfg.rows.bit_length(), cfg.cols.bit_length()
+        x_in, y_in = Signal(), Signal()  # RUN: x_row, y_col inside the window
+        x_first, y_first = run.row0[:row_bits] == 0, run.col0[:col_bits] == 0
 
         def write_reply_byte(offset, value):
             m.d.comb += [self.write_addr.eq(HEADER_BYTES + offset), self.write_data.eq(value),
@@ -271,7 +280,8 @@ class CommandEngine(wiring.Component):
 
             with m.State("LOAD"):  # read_data follows read_addr by one cycle
                 # a shift register: byte k arrives at cycle k + 1, and the byte shifted in at
-                # cycle 0 falls out at the last one
+                # cycle 0 falls out at the last one (head.word_select(index - 1, 8) made yosys
+                # build a 1-of-34 byte write decoder and a multiplexer on each of head's bits)
                 m.d.comb += step.eq(1)
                 m.d.sync += head.eq(Cat(head[8:], self.read_data))
                 with m.If(ptr == HEAD_BYTES):
@@ -562,7 +572,7 @@ class CommandEngine(wiring.Component):
                         m.d.comb += self.read_load.eq(1)
                         m.d.sync += [index.eq(0), half.eq(0), ptr.eq(RUN_START), primed.eq(0),
                                      x_row.eq(0), x_vector.eq(0), out_of_range.eq(0),
-                                     y_col.eq(0), y_vector.eq(0)]
+                                     y_col.eq(0), y_vector.eq(0), x_in.eq(x_first), y_in.eq(y_first)]
                         m.next = "RUN"
                 with m.Else():
                     m.d.sync += [in_sum.eq(in_sum + run.rows[:row_bits]), x_vector.eq(x_vector + 1),
@@ -581,7 +591,7 @@ class CommandEngine(wiring.Component):
                 # a code was out of range and its vector is complete (the feed wrapped to row 0):
                 # no more are fed
                 x_stopped = out_of_range & (x_row == 0)
-                x_inside = in_window(x_row, run.row0, run.rows, row_bits)
+                x_inside = x_in
                 code_in = self.read_data.as_signed()
                 bad_code = x_inside & ((code_in > cfg.x_max) | (code_in < -cfg.x_max))
                 m.d.comb += [
@@ -593,15 +603,21 @@ class CommandEngine(wiring.Component):
                 with m.If(fire & bad_code):
                     m.d.sync += out_of_range.eq(1)
                 with m.If(fire):
-                    m.d.sync += x_row.eq(Mux(x_row == cfg.rows - 1, 0, x_row + 1))
                     with m.If(x_row == cfg.rows - 1):
-                        m.d.sync += x_vector.eq(x_vector + 1)
+                        m.d.sync += [x_row.eq(0), x_in.eq(x_first), x_vector.eq(x_vector + 1)]
+                    with m.Else():
+                        m.d.sync += [x_row.eq(x_row + 1),
+                                     x_in.eq(window_next(x_row + 1, x_in, run.row0, run.rows, row_bits))]
                 # Collect the window's outputs as little-endian int16, one byte per cycle.
                 code = Signal(16)
-                y_inside = in_window(y_col, run.col0, run.cols, col_bits)
+                y_inside = y_in
                 m.d.comb += [code.eq(self.y.payload.as_signed()), self.y.ready.eq(~half)]
                 with m.If(self.y.valid & self.y.ready):
-                    m.d.sync += y_col.eq(Mux(y_col == cfg.cols - 1, 0, y_col + 1))
+                    with m.If(y_col == cfg.cols - 1):
+                        m.d.sync += [y_col.eq(0), y_in.eq(y_first)]
+                    with m.Else():
+                        m.d.sync += [y_col.eq(y_col + 1),
+                                     y_in.eq(window_next(y_col + 1, y_in, run.col0, run.cols, col_bits))]
                     with m.If(y_inside):
                         write_reply_byte(index, code[:8])
                         m.d.sync += [saved.eq(code[8:]), half.eq(1), index.eq(index + 1)]
