@@ -41,6 +41,44 @@ def next_epoch_of(epoch):
     equal through the reference device): the next non-zero 16-bit value."""
     return Mux(epoch == 0xFFFF, 1, epoch + 1)[:16]
 
+
+def at_most(value, bound, bits=None):
+    """``value <= bound`` built in ``bound``'s width, not ``value``'s: the bits of ``value``
+    above ``bits`` must be 0 and the rest at most ``bound``.
+
+    ``bound`` is a non-negative constant (``bits`` defaults to its width) or a value known to
+    be below ``2**bits``. A 16-bit field checked against a bound of 64 then costs a 7-bit
+    comparator and a zero test, where ``value <= bound`` builds a full-width one: yosys
+    (``alumacc``) maps a comparison onto a carry chain as wide as its wider operand, a
+    constant one too, and does not narrow it by the constant's value.
+    """
+    if bits is None:
+        bits = max(bound.bit_length(), 1)
+        if bound == (1 << bits) - 1:  # every value of that width (and no constant comparison)
+            return (value >> bits) == 0
+        return ((value >> bits) == 0) & (value[:bits] <= bound)
+    return ((value >> bits) == 0) & (value[:bits] <= bound[:bits])
+
+
+def fits(first, second, total, bits):
+    """``first <= total`` and ``second <= total - first``, the overflow-safe form of
+    ``first + second <= total``, in ``bits`` bits (``total`` is below ``2**bits``; once
+    ``first <= total``, ``total - first`` is too)."""
+    if isinstance(total, int):
+        return at_most(first, total) & at_most(second, (total - first[:bits])[:bits], bits)
+    return at_most(first, total, bits) & at_most(second, (total[:bits] - first[:bits])[:bits], bits)
+
+
+def window_next(position, inside, start, size, bits):
+    """Whether ``position`` lies in the window ``start, size`` (already checked to fit in
+    ``bits`` bits), given ``inside`` for the position before it; not for position 0.
+
+    A flag kept this way takes two equality tests and one adder, where ``start <= position
+    < start + size`` took two comparators and a subtractor."""
+    start = start[:bits]
+    return (position == start) | (inside & (position != (start + size[:bits])[:bits]))
+
+
 ACCESS_BYTES = Access.as_shape().size // 8
 RUN_BYTES = Run.as_shape().size // 8
 HELLO_BYTES = Hello.as_shape().size // 8
@@ -124,6 +162,11 @@ class CommandEngine(wiring.Component):
             config_cmd.params.read_noise == ReadNoise.PER_READ)
         frame_payload = Signal(16)
         m.d.comb += frame_payload.eq(self.frame_length - HEADER_BYTES)
+        # the payload after Access (one subtractor for every length check of WRITE and READ);
+        # its sign is a length shorter than Access
+        body = Signal(signed(17))
+        m.d.comb += body.eq(header.length - ACCESS_BYTES)
+        short = body[-1]
 
         status = Signal(8)
         reply_len = Signal(16)
@@ -135,8 +178,11 @@ class CommandEngine(wiring.Component):
         last_command, previous_command = Signal(8), Signal(8)
         last_valid, previous_valid = Signal(), Signal()
 
+        # increments in the widths of what passed the checks: a RUN's batch, a WRITE's count
         m.submodules.counters = counters = CounterBank({
-            "mvms": 16, "cell_writes": 16, "write_pulses": 1, "verify_reads": 1, "frames_ok": 1,
+            "mvms": (self.max_payload // 2).bit_length(),
+            "cell_writes": cfg.words_per_lane.bit_length(),
+            "write_pulses": 1, "verify_reads": 1, "frames_ok": 1,
             "frames_dropped": 1, "uart_overruns": 1, "uart_framing_errors": 1})
         m.d.comb += [counters.add_uart_overruns.eq(self.uart_overrun),
                      counters.add_uart_framing_errors.eq(self.uart_framing_error),
@@ -146,24 +192,43 @@ class CommandEngine(wiring.Component):
 
         # Range checks of WRITE/READ/CHECKSUM, all before any effect. The word check is
         # overflow-safe: word <= words and count <= words - word, never word + count.
+        # Every check is built in the width of its bound (at_most): words - word is at most
+        # words once word <= words, so it and count compare in words' width.
         words = cfg.words_per_lane
-        cells_ok = ((access.tile == 0) & (access.lane < cfg.lanes)
-                    & (access.word <= words) & (access.count <= words - access.word))
+        word_bits = words.bit_length()
+        cells_ok = ((access.tile == 0) & at_most(access.lane, cfg.lanes - 1)
+                    & fits(access.word, access.count, words, word_bits))
         read_ok = (access.region == Region.LEVELS) & cells_ok
         physics = Const(cfg.physics)  # an ideal build has no device engine to program or configure
         writable = (access.region == Region.LEVELS) | ((access.region == Region.TARGETS) & physics)
         write_ok = writable & cells_ok
-        cell_bytes = Cat(Const(0, 1), access.count)  # 2 * count
         # TABLE: lane names the table, word its first entry; 3 bytes per entry
-        table_depth = Mux(access.lane == Table.DRIFT.value, NU_CODES, 1 << cfg.g_bits)
-        table_ok = ((access.tile == 0) & (access.lane < len(Table)) & (access.word <= table_depth)
-                    & (access.count <= table_depth - access.word))
-        table_bytes = times(access.count, 3)
-        table_bits = Signal(5)
+        table_ok = Signal()
+        depths = {NU_CODES if table == Table.DRIFT else 1 << cfg.g_bits for table in Table}
+        if len(depths) == 1:  # one depth for every table: no multiplexer
+            table_depth = depths.pop()
+            depth_bits = table_depth.bit_length()
+        else:
+            depth_bits = max(depths).bit_length()
+            table_depth = Mux(access.lane == Table.DRIFT.value, NU_CODES, 1 << cfg.g_bits)
+        m.d.comb += table_ok.eq((access.tile == 0) & at_most(access.lane, len(Table) - 1)
+                                & fits(access.word, access.count, table_depth, depth_bits))
+        # Past those checks count fits the wider of the two bounds: the byte counts and index
+        # comparisons that follow them are built in that width.
+        count = access.count[:max(word_bits, depth_bits)]
+        cell_bytes = Cat(Const(0, 1), count)  # 2 * count
+        table_bytes = times(count, 3)
+        # a READ reply longer than max_payload (none can be in a build whose lanes are short)
+        too_long = Const(0)
+        if (1 << len(cell_bytes)) - 1 > self.max_payload:
+            too_long = cell_bytes > self.max_payload
+        # an entry fits its table when no bit at or above the table's width is set (a mask
+        # per table; `entry >> table_bits != 0` made yosys build a 24-bit barrel shifter)
+        high_bits = Signal(24)
         with m.Switch(access.lane):
             for table in Table:
                 with m.Case(table.value):
-                    m.d.comb += table_bits.eq(TABLE_BITS[table])
+                    m.d.comb += high_bits.eq(((1 << 24) - 1) ^ ((1 << TABLE_BITS[table]) - 1))
 
         m.submodules.checksum = checksum = CRC32_ISO_HDLC().create()
 
@@ -183,15 +248,22 @@ class CommandEngine(wiring.Component):
         primed = Signal()  # RUN: read_data holds the code at `ptr`
         # RUN: batch * window rows and batch * 2 * window cols, summed one vector per cycle
         # (no multiplier: the DSPs are the MAC lanes); a sum past its bound stops the count
+        # in_sum counts from RUN_BYTES, so it meets header.length itself (the receiver's frames
+        # are at least a header long: header.length <= rx_depth - HEADER_BYTES here)
         in_sum = Signal(range(self.rx_depth + cfg.rows + 1))
         out_sum = Signal(range(self.max_payload + 2 * cfg.cols + 1))
-        vectors = Signal(16)
+        # a batch that passes RUN_CHECK is at most max_payload // 2 (2 * cols bytes a vector),
+        # and RUN_CHECK stops one vector past that
+        batch_bits = (self.max_payload // 2).bit_length()
         x_row = Signal(range(cfg.rows))  # RUN: array row of the input offered
-        x_vector = Signal(16)  # RUN: vectors fed
+        x_vector = Signal(range(self.max_payload // 2 + 2))  # RUN_CHECK: vectors summed; RUN: fed
         y_col = Signal(range(cfg.cols))  # RUN: array column of the output offered
-        y_vector = Signal(16)
-        x_stopped = Signal()  # RUN: a code was out of range; its vector is complete, no more are fed
+        y_vector = Signal.like(x_vector)
         out_of_range = Signal()
+        # a window that passed its check fits the array: its fields fit these widths
+        row_bits, col_bits = cfg.rows.bit_length(), cfg.cols.bit_length()
+        x_in, y_in = Signal(), Signal()  # RUN: x_row, y_col inside the window
+        x_first, y_first = run.row0[:row_bits] == 0, run.col0[:col_bits] == 0
 
         def write_reply_byte(offset, value):
             m.d.comb += [self.write_addr.eq(HEADER_BYTES + offset), self.write_data.eq(value),
@@ -203,15 +275,16 @@ class CommandEngine(wiring.Component):
 
         with m.FSM():
             with m.State("IDLE"), m.If(self.frame_valid & ~self.sending):
-                m.d.sync += index.eq(0)
+                m.d.sync += ptr.eq(0)
                 m.next = "LOAD"
 
             with m.State("LOAD"):  # read_data follows read_addr by one cycle
-                m.d.comb += self.read_addr.eq(index)
-                m.d.sync += index.eq(index + 1)
-                with m.If(index != 0):
-                    m.d.sync += head.word_select((index - 1).as_unsigned(), 8).eq(self.read_data)
-                with m.If(index == HEAD_BYTES):
+                # a shift register: byte k arrives at cycle k + 1, and the byte shifted in at
+                # cycle 0 falls out at the last one (head.word_select(index - 1, 8) made yosys
+                # build a 1-of-34 byte write decoder and a multiplexer on each of head's bits)
+                m.d.comb += step.eq(1)
+                m.d.sync += head.eq(Cat(head[8:], self.read_data))
+                with m.If(ptr == HEAD_BYTES):
                     m.next = "DISPATCH"
 
             with m.State("DISPATCH"):
@@ -245,40 +318,39 @@ class CommandEngine(wiring.Component):
                             reply(Status.OK, HELLO_BYTES)
                             m.next = "HELLO"
                     with m.Case(Command.WRITE):
-                        with m.If(header.length < ACCESS_BYTES):
+                        with m.If(short):
                             reply(Status.LEN)
                         with m.Elif((access.region == Region.TABLE) & physics):
                             with m.If(~table_ok):
                                 reply(Status.RANGE)
-                            with m.Elif(header.length != ACCESS_BYTES + table_bytes):
+                            with m.Elif(body != table_bytes):
                                 reply(Status.LEN)
                             with m.Else():
-                                m.d.sync += [index.eq(0), value.eq(0), byte_of_entry.eq(0)]
+                                m.d.sync += [index.eq(0), byte_of_entry.eq(0)]
                                 m.next = "TABLE_CHECK"
                         with m.Elif((access.region == Region.STUCK) & physics):
                             with m.If(~cells_ok):
                                 reply(Status.RANGE)
-                            with m.Elif(header.length != ACCESS_BYTES + access.count):
+                            with m.Elif(body != count):
                                 reply(Status.LEN)
                             with m.Else():
                                 m.d.sync += index.eq(0)
                                 m.next = "STUCK_CHECK"
                         with m.Elif(~write_ok):
                             reply(Status.RANGE)
-                        with m.Elif(header.length != ACCESS_BYTES + cell_bytes):
+                        with m.Elif(body != cell_bytes):
                             reply(Status.LEN)
                         with m.Else():
                             m.d.sync += index.eq(0)
                             m.next = "WRITE_CHECK" if cfg.g_bits < 8 else "WRITE"
                     with m.Case(Command.READ, Command.CHECKSUM):
-                        with m.If(header.length < ACCESS_BYTES):
+                        with m.If(short):
                             reply(Status.LEN)
                         with m.Elif(~read_ok):
                             reply(Status.RANGE)
-                        with m.Elif(header.length != ACCESS_BYTES):
+                        with m.Elif(body != 0):
                             reply(Status.LEN)
-                        with m.Elif((header.command == Command.READ)
-                                    & (cell_bytes > self.max_payload)):
+                        with m.Elif((header.command == Command.READ) & too_long):
                             reply(Status.LEN)
                         with m.Else():
                             m.d.comb += checksum.start.eq(1)
@@ -286,18 +358,16 @@ class CommandEngine(wiring.Component):
                             m.next = "READ"
                     with m.Case(Command.RUN):
                         # overflow-safe: rows <= R and row0 <= R - rows, never row0 + rows
-                        window_ok = ((run.rows != 0) & (run.rows <= cfg.rows)
-                                     & (run.row0 <= cfg.rows - run.rows)
-                                     & (run.cols != 0) & (run.cols <= cfg.cols)
-                                     & (run.col0 <= cfg.cols - run.cols))
-                        with m.If(header.length < RUN_BYTES):
+                        window_ok = ((run.rows != 0) & fits(run.rows, run.row0, cfg.rows, row_bits)
+                                     & (run.cols != 0) & fits(run.cols, run.col0, cfg.cols, col_bits))
+                        with m.If(at_most(header.length, RUN_BYTES - 1)):
                             reply(Status.LEN)
                         with m.Elif((run.tile != 0) | ~window_ok):
                             reply(Status.RANGE)
                         with m.Elif(run.batch == 0):
                             reply(Status.LEN)
                         with m.Else():
-                            m.d.sync += [in_sum.eq(0), out_sum.eq(0), vectors.eq(0)]
+                            m.d.sync += [in_sum.eq(RUN_BYTES), out_sum.eq(0), x_vector.eq(0)]
                             m.next = "RUN_CHECK"
                     with m.Case(Command.CONFIG):
                         with m.If(~physics):
@@ -316,6 +386,7 @@ class CommandEngine(wiring.Component):
                             m.next = "CONFIG"
                     with m.Case(Command.COUNTERS):
                         reply(Status.OK, COUNTER_BYTES)
+                        m.d.sync += ptr.eq(0)
                         m.next = "COUNTERS"
                     with m.Case(Command.RESET):
                         m.d.comb += counters.clear.eq(1)
@@ -325,19 +396,22 @@ class CommandEngine(wiring.Component):
 
             with m.State("HELLO"):
                 hello = Hello.const(hello_fields(cfg, self.max_payload)).as_value()
-                write_reply_byte(index, hello.word_select(index, 8))
+                write_reply_byte(index, hello.word_select(index[:HELLO_BYTES.bit_length()], 8))
                 m.d.sync += index.eq(index + 1)
                 with m.If(index == HELLO_BYTES - 1):
                     m.d.sync += index.eq(0)
                     m.next = "HEADER"
 
             with m.State("COUNTERS"):  # a snapshot of the bank, one byte a cycle (its words lag by one)
-                m.d.comb += [counters.freeze.eq(1), counters.read_addr.eq(index >> 1)]
+                # ptr addresses the bank and index, a cycle behind it, the reply byte whose
+                # word has arrived: a delayed copy, not an index - 1 adder
+                m.d.comb += [counters.freeze.eq(1), counters.read_addr.eq(ptr >> 1)]
                 with m.If(counters.frozen):
-                    m.d.sync += index.eq(index + 1)
-                    with m.If(index != 0):
-                        write_reply_byte(index - 1, counters.read_data.word_select((index - 1)[0], 8))
-                    with m.If(index == COUNTER_BYTES):
+                    m.d.comb += step.eq(1)
+                    m.d.sync += index.eq(ptr)
+                    with m.If(ptr != 0):
+                        write_reply_byte(index, counters.read_data.word_select(index[0], 8))
+                    with m.If(ptr == COUNTER_BYTES):
                         m.d.sync += index.eq(0)
                         m.next = "HEADER"
 
@@ -358,11 +432,11 @@ class CommandEngine(wiring.Component):
                             | (self.read_data[4:] != 0))
                 with m.If((index != 0) & bad_code):
                     reply(Status.RANGE)
-                with m.Elif(index == access.count):
+                with m.Elif(index == count):
                     m.d.sync += [index.eq(0), ptr.eq(ACCESS_START)]
                     m.next = "STUCK"
             with m.State("STUCK"):  # cell `index`: its byte, then one mark
-                with m.If(index == access.count):
+                with m.If(index == count):
                     m.next = "ENGINE_DRAIN"
                 with m.Else():
                     m.next = "STUCK_PUSH"
@@ -380,25 +454,24 @@ class CommandEngine(wiring.Component):
                 m.d.comb += step.eq(1)
                 m.d.sync += index.eq(index + 1)
                 too_wide = Signal()
-                with m.If(index != 0):
-                    m.d.sync += [value.word_select(byte_of_entry, 8).eq(self.read_data),
+                with m.If(index != 0):  # value shifts each byte in: the entry's first two are its top
+                    m.d.sync += [value.eq(Cat(value[8:], self.read_data)),
                                  byte_of_entry.eq(Mux(byte_of_entry == 2, 0, byte_of_entry + 1))]
                     m.d.comb += too_wide.eq((byte_of_entry == 2)
-                                            & ((Cat(value[:16], self.read_data) >> table_bits) != 0))
+                                            & ((Cat(value[8:], self.read_data) & high_bits) != 0))
                 with m.If(too_wide):
                     reply(Status.RANGE)
                 with m.Elif(index == table_bytes):
                     m.d.sync += [index.eq(0), byte_of_entry.eq(0), ptr.eq(ACCESS_START)]
                     m.next = "TABLE"
             with m.State("TABLE"):  # entry `index`: three bytes, then one table write
-                with m.If(index == access.count):
+                with m.If(index == count):
                     reply(Status.OK)
                 with m.Else():
                     m.next = "TABLE_READ"
             with m.State("TABLE_READ"):
                 m.d.comb += ahead.eq(1)
-                m.d.sync += [value.word_select(byte_of_entry, 8).eq(self.read_data),
-                             byte_of_entry.eq(byte_of_entry + 1)]
+                m.d.sync += [value.eq(Cat(value[8:], self.read_data)), byte_of_entry.eq(byte_of_entry + 1)]
                 with m.If(byte_of_entry == 2):
                     m.d.sync += byte_of_entry.eq(0)
                     m.next = "TABLE_PUSH"
@@ -420,8 +493,8 @@ class CommandEngine(wiring.Component):
                     m.next = "WRITE"
 
             with m.State("WRITE"):  # cell `index`: two levels, then a direct write or a program
-                with m.If(index == access.count):
-                    m.d.comb += counters.add_cell_writes.eq(access.count)
+                with m.If(index == count):
+                    m.d.comb += counters.add_cell_writes.eq(count)
                     with m.If(access.region == Region.TARGETS):
                         m.next = "ENGINE_DRAIN"  # reply once the last cell is programmed
                     with m.Else():
@@ -488,21 +561,22 @@ class CommandEngine(wiring.Component):
                 with m.If(index == 3):
                     reply(Status.OK, 4)
 
-            with m.State("RUN_CHECK"):
-                with m.If((in_sum > header.length - RUN_BYTES) | (out_sum > self.max_payload)):
+            with m.State("RUN_CHECK"):  # in_sum - RUN_BYTES against the input bytes after Run
+                in_bits = len(in_sum)
+                with m.If(~at_most(in_sum, header.length, in_bits) | (out_sum > self.max_payload)):
                     reply(Status.LEN)
-                with m.Elif(vectors == run.batch):
-                    with m.If(in_sum != header.length - RUN_BYTES):
+                with m.Elif(x_vector == run.batch):
+                    with m.If(in_sum != header.length):
                         reply(Status.LEN)
                     with m.Else():
                         m.d.comb += self.read_load.eq(1)
                         m.d.sync += [index.eq(0), half.eq(0), ptr.eq(RUN_START), primed.eq(0),
-                                     x_row.eq(0), x_vector.eq(0), x_stopped.eq(0), out_of_range.eq(0),
-                                     y_col.eq(0), y_vector.eq(0)]
+                                     x_row.eq(0), x_vector.eq(0), out_of_range.eq(0),
+                                     y_col.eq(0), y_vector.eq(0), x_in.eq(x_first), y_in.eq(y_first)]
                         m.next = "RUN"
                 with m.Else():
-                    m.d.sync += [in_sum.eq(in_sum + run.rows), vectors.eq(vectors + 1),
-                                 out_sum.eq(out_sum + Cat(Const(0, 1), run.cols))]
+                    m.d.sync += [in_sum.eq(in_sum + run.rows[:row_bits]), x_vector.eq(x_vector + 1),
+                                 out_sum.eq(out_sum + Cat(Const(0, 1), run.cols[:col_bits]))]
 
             with m.State("RUN"):
                 # Feed inputs: every array row, the frame's code inside the window and 0 outside;
@@ -512,9 +586,12 @@ class CommandEngine(wiring.Component):
                 # outputs of the vectors fed and answers RANGE. The MVMs it ran leave nothing
                 # the host can see: no reply data, no count, and their noise streams are the
                 # tile's own (it seeds one per MVM from the read index, which every RUN loads).
-                batch = run.batch
+                batch = run.batch[:batch_bits]  # RUN_CHECK bounded it
                 fire = self.x.valid & self.x.ready
-                x_inside = (x_row >= run.row0) & (x_row - run.row0 < run.rows)
+                # a code was out of range and its vector is complete (the feed wrapped to row 0):
+                # no more are fed
+                x_stopped = out_of_range & (x_row == 0)
+                x_inside = x_in
                 code_in = self.read_data.as_signed()
                 bad_code = x_inside & ((code_in > cfg.x_max) | (code_in < -cfg.x_max))
                 m.d.comb += [
@@ -526,17 +603,21 @@ class CommandEngine(wiring.Component):
                 with m.If(fire & bad_code):
                     m.d.sync += out_of_range.eq(1)
                 with m.If(fire):
-                    m.d.sync += x_row.eq(Mux(x_row == cfg.rows - 1, 0, x_row + 1))
                     with m.If(x_row == cfg.rows - 1):
-                        m.d.sync += x_vector.eq(x_vector + 1)
-                        with m.If(out_of_range | bad_code):
-                            m.d.sync += x_stopped.eq(1)
+                        m.d.sync += [x_row.eq(0), x_in.eq(x_first), x_vector.eq(x_vector + 1)]
+                    with m.Else():
+                        m.d.sync += [x_row.eq(x_row + 1),
+                                     x_in.eq(window_next(x_row + 1, x_in, run.row0, run.rows, row_bits))]
                 # Collect the window's outputs as little-endian int16, one byte per cycle.
                 code = Signal(16)
-                y_inside = (y_col >= run.col0) & (y_col - run.col0 < run.cols)
+                y_inside = y_in
                 m.d.comb += [code.eq(self.y.payload.as_signed()), self.y.ready.eq(~half)]
                 with m.If(self.y.valid & self.y.ready):
-                    m.d.sync += y_col.eq(Mux(y_col == cfg.cols - 1, 0, y_col + 1))
+                    with m.If(y_col == cfg.cols - 1):
+                        m.d.sync += [y_col.eq(0), y_in.eq(y_first)]
+                    with m.Else():
+                        m.d.sync += [y_col.eq(y_col + 1),
+                                     y_in.eq(window_next(y_col + 1, y_in, run.col0, run.cols, col_bits))]
                     with m.If(y_inside):
                         write_reply_byte(index, code[:8])
                         m.d.sync += [saved.eq(code[8:]), half.eq(1), index.eq(index + 1)]
