@@ -179,3 +179,4 @@ def test_a_tool_on_path_wins_over_the_yowasp_wheel(tmp_path, monkeypatch):
     (tmp_path / "yosys").chmod(0o755)
     system = toolchain.find_tool("yosys")
     assert system.command == (str(tmp_path / "yosys"),) and system.version == "Yosys 0.99 (test)"
+
