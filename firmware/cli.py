@@ -14,7 +14,11 @@ def _board_of(args):
                 if getattr(args, name, None) is not None}
     if getattr(args, "physics", None) is not None:
         geometry["physics"] = args.physics == "on"
-        geometry["per_read_noise"] = None if args.physics == "on" else False
+        # on: the board's own read-noise mode where it ships physics (the Tang Nano's tile has
+        # frozen noise because per-read lanes do not fit it), per-read lanes elsewhere
+        keep = args.physics == "on" and chosen.config.physics
+        geometry["per_read_noise"] = chosen.config.per_read_noise if keep else (
+            None if args.physics == "on" else False)
     chosen = chosen.with_config(**geometry) if geometry else chosen
     if getattr(args, "clock_mhz", None) is not None:
         chosen = chosen.with_clock(round(args.clock_mhz * 1e6))

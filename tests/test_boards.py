@@ -180,3 +180,17 @@ def test_a_tool_on_path_wins_over_the_yowasp_wheel(tmp_path, monkeypatch):
     system = toolchain.find_tool("yosys")
     assert system.command == (str(tmp_path / "yosys"),) and system.version == "Yosys 0.99 (test)"
 
+
+
+def test_physics_on_keeps_the_read_noise_mode_of_a_board_that_ships_physics():
+    import argparse
+
+    from memxbar.firmware.cli import _board_of
+
+    def chosen(name, physics):
+        return _board_of(argparse.Namespace(board=name, physics=physics)).config
+
+    assert chosen("tangnano9k", "on").physics and not chosen("tangnano9k", "on").per_read_noise
+    assert chosen("ulx3s-12f", "on").per_read_noise  # it ships per-read lanes
+    assert chosen("icebreaker", "on").per_read_noise  # an ideal board: the full physics tile
+    assert not chosen("tangnano9k", "off").physics
