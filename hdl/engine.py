@@ -262,7 +262,7 @@ class CommandEngine(wiring.Component):
         out_of_range = Signal()
         # a window that passed its check fits the array: its fields fit these widths
         row_bits, col_bits = cfg.rows.bit_length(), cfg.cols.bit_length()
-        x_in, y_in = Signal(), Signal()  # RUN: x_row, y_col inside the window
+        x_inside, y_inside = Signal(), Signal()  # RUN: x_row, y_col inside the window
         x_first, y_first = run.row0[:row_bits] == 0, run.col0[:col_bits] == 0
 
         def write_reply_byte(offset, value):
@@ -572,7 +572,7 @@ class CommandEngine(wiring.Component):
                         m.d.comb += self.read_load.eq(1)
                         m.d.sync += [index.eq(0), half.eq(0), ptr.eq(RUN_START), primed.eq(0),
                                      x_row.eq(0), x_vector.eq(0), out_of_range.eq(0),
-                                     y_col.eq(0), y_vector.eq(0), x_in.eq(x_first), y_in.eq(y_first)]
+                                     y_col.eq(0), y_vector.eq(0), x_inside.eq(x_first), y_inside.eq(y_first)]
                         m.next = "RUN"
                 with m.Else():
                     m.d.sync += [in_sum.eq(in_sum + run.rows[:row_bits]), x_vector.eq(x_vector + 1),
@@ -591,7 +591,6 @@ class CommandEngine(wiring.Component):
                 # a code was out of range and its vector is complete (the feed wrapped to row 0):
                 # no more are fed
                 x_stopped = out_of_range & (x_row == 0)
-                x_inside = x_in
                 code_in = self.read_data.as_signed()
                 bad_code = x_inside & ((code_in > cfg.x_max) | (code_in < -cfg.x_max))
                 m.d.comb += [
@@ -604,20 +603,21 @@ class CommandEngine(wiring.Component):
                     m.d.sync += out_of_range.eq(1)
                 with m.If(fire):
                     with m.If(x_row == cfg.rows - 1):
-                        m.d.sync += [x_row.eq(0), x_in.eq(x_first), x_vector.eq(x_vector + 1)]
+                        m.d.sync += [x_row.eq(0), x_inside.eq(x_first), x_vector.eq(x_vector + 1)]
                     with m.Else():
                         m.d.sync += [x_row.eq(x_row + 1),
-                                     x_in.eq(window_next(x_row + 1, x_in, run.row0, run.rows, row_bits))]
+                                     x_inside.eq(window_next(x_row + 1, x_inside, run.row0, run.rows,
+                                                            row_bits))]
                 # Collect the window's outputs as little-endian int16, one byte per cycle.
                 code = Signal(16)
-                y_inside = y_in
                 m.d.comb += [code.eq(self.y.payload.as_signed()), self.y.ready.eq(~half)]
                 with m.If(self.y.valid & self.y.ready):
                     with m.If(y_col == cfg.cols - 1):
-                        m.d.sync += [y_col.eq(0), y_in.eq(y_first)]
+                        m.d.sync += [y_col.eq(0), y_inside.eq(y_first)]
                     with m.Else():
                         m.d.sync += [y_col.eq(y_col + 1),
-                                     y_in.eq(window_next(y_col + 1, y_in, run.col0, run.cols, col_bits))]
+                                     y_inside.eq(window_next(y_col + 1, y_inside, run.col0, run.cols,
+                                                            col_bits))]
                     with m.If(y_inside):
                         write_reply_byte(index, code[:8])
                         m.d.sync += [saved.eq(code[8:]), half.eq(1), index.eq(index + 1)]

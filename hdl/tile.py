@@ -314,7 +314,7 @@ class Tile(wiring.Component):
                          Cat(cmd.cell.g_plus, cmd.cell.g_minus, 0))
         for lane in range(cfg.lanes):
             direct = accept & cmd.write & (cmd.lane == lane)
-            from_engine = finished.valid & (finished.payload.lane == lane)
+            from_engine = finished.valid & (cell_word.lane == lane)
             m.d.comb += [
                 g_wr[lane].addr.eq(write_addr),
                 g_wr[lane].data.eq(write_data),
