@@ -4,16 +4,9 @@ simulator: every operand pair of small widths, and random ones at the widths the
 import random
 
 import pytest
-from amaranth.sim import Simulator
+from sequential import run_testbench, start_and_wait
 
 from memxbar.hdl.arith import ISqrt, SerialMultiplier
-
-
-def _run(dut, testbench):
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(testbench)
-    sim.run()
 
 
 def _signed_range(bits):
@@ -40,21 +33,12 @@ def test_serial_multiplier_gives_the_shifted_signed_product(a_width, b_width, sh
 
     async def testbench(ctx):
         for a, b, shift in cases:
-            ctx.set(dut.start, 1)
-            ctx.set(dut.a, a)
-            ctx.set(dut.b, b)
-            if shift_max:
-                ctx.set(dut.shift, shift)
-            await ctx.tick()
-            ctx.set(dut.start, 0)
-            cycles = 0
-            while ctx.get(dut.busy):
-                await ctx.tick()
-                cycles += 1
+            inputs = [(dut.a, a), (dut.b, b), *([(dut.shift, shift)] if shift_max else [])]
+            cycles = await start_and_wait(ctx, dut, inputs)
             assert ctx.get(dut.product) == (a * b) << shift, f"{a} * {b} << {shift}"
             assert cycles <= shift + a_width, f"{a} * {b} << {shift} took {cycles} cycles"
 
-    _run(dut, testbench)
+    run_testbench(dut, testbench)
 
 
 @pytest.mark.parametrize("width", [8, 42])
@@ -68,12 +52,8 @@ def test_isqrt_is_the_floor_square_root(width):
     async def testbench(ctx):
         for value in values:
             value = max(value, 0)
-            ctx.set(dut.start, 1)
-            ctx.set(dut.value, value)
-            await ctx.tick()
-            ctx.set(dut.start, 0)
-            await ctx.tick().until(~dut.busy)
+            await start_and_wait(ctx, dut, [(dut.value, value)])
             root = ctx.get(dut.root)
             assert root * root <= value < (root + 1) ** 2, f"isqrt({value}) gave {root}"
 
-    _run(dut, testbench)
+    run_testbench(dut, testbench)

@@ -6,6 +6,7 @@ from importlib import resources
 import numpy as np
 import pytest
 from gaussian_checks import check_gaussian_statistics
+from sequential import run_testbench, start_and_wait
 
 from memxbar.hdl.noise import Threefry
 from memxbar.noise import Streams, noise_key
@@ -81,8 +82,6 @@ def test_a_seed_while_seeding_restarts_the_stream(late):
 def test_threefry_blocks_equal_the_model_in_its_cycle_count():
     """Random keys and counters, with and without rekey: every block is the model's
     :func:`memxbar.noise.threefry2x32`, and ``busy`` falls after :attr:`Threefry.CYCLES`."""
-    from amaranth.sim import Simulator
-
     from memxbar.hdl.noise import Threefry
     from memxbar.noise import threefry2x32
 
@@ -94,21 +93,12 @@ def test_threefry_blocks_equal_the_model_in_its_cycle_count():
 
     async def testbench(ctx):
         for (k0, k1, c0, c1), rekey in cases:
-            for port, value in ((threefry.key0, k0), (threefry.key1, k1), (threefry.counter0, c0),
-                                (threefry.counter1, c1), (threefry.rekey, rekey), (threefry.start, 1)):
-                ctx.set(port, value)
-            await ctx.tick()
-            ctx.set(threefry.start, 0)
-            cycles = 0
-            while ctx.get(threefry.busy):
-                await ctx.tick()
-                cycles += 1
+            cycles = await start_and_wait(ctx, threefry, (
+                (threefry.key0, k0), (threefry.key1, k1), (threefry.counter0, c0),
+                (threefry.counter1, c1), (threefry.rekey, rekey)))
             results.append((ctx.get(threefry.out0), ctx.get(threefry.out1), cycles))
 
-    sim = Simulator(threefry)
-    sim.add_clock(1e-6)
-    sim.add_testbench(testbench)
-    sim.run()
+    run_testbench(threefry, testbench)
     key = None
     for ((k0, k1, c0, c1), rekey), (out0, out1, cycles) in zip(cases, results, strict=True):
         key = key if rekey else (k0, k1)
